@@ -1,0 +1,45 @@
+"""django_jobs: background jobs for Django, stored in your database.
+
+The public names. Everything else is internal and may change. Names that need Django's app
+registry (anything touching models) are imported on first use, so that ``INSTALLED_APPS`` can
+import this package before the models are ready.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from .exceptions import (ConfigurationError, InvalidJobError, JobsError, UnknownOptionError,
+                         WorkerNotImportable)
+from .worker import Cancel, Discard, Snooze, Worker
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "insert": "django_jobs.insert",
+    "insert_all": "django_jobs.insert",
+    "new_job": "django_jobs.build",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'django_jobs' has no attribute {name!r}")
+
+
+__all__ = [
+    "Cancel",
+    "ConfigurationError",
+    "Discard",
+    "InvalidJobError",
+    "JobsError",
+    "Snooze",
+    "UnknownOptionError",
+    "Worker",
+    "WorkerNotImportable",
+    "insert",
+    "insert_all",
+    "new_job",
+]

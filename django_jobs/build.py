@@ -1,0 +1,199 @@
+"""Building jobs: options validated and merged, args and meta round-tripped through JSON.
+
+Everything that can be wrong with a job is found here, before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .durations import to_seconds
+from .exceptions import (ConfigurationError, InvalidJobError, UnknownOptionError,
+                         WorkerNotImportable)
+from .jsonutil import round_trip
+from .models.job import QUEUE_MAX_LENGTH, WORKER_MAX_LENGTH, Job, JobState
+from .unique import parse_replace, parse_unique
+
+#: Options of ``new()``. The first group may also be class attributes of a worker.
+CLASS_OPTIONS = ("queue", "priority", "max_attempts", "tags", "unique", "replace")
+JOB_OPTIONS = (*CLASS_OPTIONS, "meta", "schedule_in", "scheduled_at")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Reject option names ``new()`` does not know, suggesting the closest valid one."""
+    for name in options:
+        if name not in JOB_OPTIONS:
+            close = difflib.get_close_matches(name, JOB_OPTIONS, n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            raise UnknownOptionError(f"unknown job option {name!r}{hint} "
+                                     f"(valid: {', '.join(JOB_OPTIONS)})")
+
+
+def validate_queue(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue or queue != queue.strip():
+        raise InvalidJobError(f"queue must be a non-empty string without surrounding spaces, "
+                              f"not {queue!r}")
+    if len(queue) > QUEUE_MAX_LENGTH:
+        raise InvalidJobError(f"queue name is {len(queue)} characters long; "
+                              f"the limit is {QUEUE_MAX_LENGTH}")
+    return queue
+
+
+def validate_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise InvalidJobError(f"priority must be an integer from 0 (highest) to 9, "
+                              f"not {priority!r}")
+    return priority
+
+
+def validate_max_attempts(max_attempts: Any) -> int:
+    if (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
+            or not 1 <= max_attempts <= 32767):
+        raise InvalidJobError(f"max_attempts must be an integer of at least 1, "
+                              f"not {max_attempts!r}")
+    return max_attempts
+
+
+def validate_tags(tags: Any) -> list[str]:
+    """Tags as Oban keeps them: strings, trimmed, without blanks or repeats, in order."""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+        raise InvalidJobError(f"tags must be a list of strings, not {tags!r}")
+    cleaned: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidJobError(f"tags must be strings, not {tag!r}")
+        tag = tag.strip()
+        if tag:
+            cleaned[tag] = None
+    return list(cleaned)
+
+
+def class_defaults(worker: type) -> dict[str, Any]:
+    """Validate a worker class's options; raise ConfigurationError naming the class."""
+    try:
+        return {
+            "queue": validate_queue(worker.queue),
+            "priority": validate_priority(worker.priority),
+            "max_attempts": validate_max_attempts(worker.max_attempts),
+            "tags": validate_tags(worker.tags),
+            "unique": parse_unique(worker.unique),
+            "replace": parse_replace(worker.replace),
+        }
+    except InvalidJobError as exc:
+        raise ConfigurationError(f"{worker.__module__}.{worker.__qualname__}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve_worker(path: str) -> type:
+    """Import the worker class at ``path``; raise WorkerNotImportable with the reason."""
+    from .worker import Worker
+
+    if not isinstance(path, str) or "." not in path or len(path) > WORKER_MAX_LENGTH:
+        raise WorkerNotImportable(f"worker must be a dotted path of at most "
+                                  f"{WORKER_MAX_LENGTH} characters, not {path!r}")
+    if "<locals>" in path or path.startswith("__main__."):
+        raise WorkerNotImportable(
+            f"worker {path} is not importable by another process: define it at module level "
+            f"in an importable module")
+    try:
+        worker = import_string(path)
+    except ImportError as exc:
+        raise WorkerNotImportable(f"worker {path} cannot be imported: {exc}") from None
+    if not (isinstance(worker, type) and issubclass(worker, Worker)):
+        raise WorkerNotImportable(f"{path} is not a django_jobs.Worker subclass")
+    return worker
+
+
+def worker_class(worker: type | str) -> type:
+    """The worker class for a class or a dotted path, checked to be importable by path."""
+    from .worker import Worker
+
+    if isinstance(worker, type) and issubclass(worker, Worker):
+        if resolve_worker(worker.worker_path) is not worker:
+            raise WorkerNotImportable(f"worker {worker.worker_path} imports as another object")
+        return worker
+    if isinstance(worker, str):
+        return resolve_worker(worker)
+    raise WorkerNotImportable(f"worker must be a Worker subclass or its dotted path, "
+                              f"not {worker!r}")
+
+
+def scheduled_time(options: Mapping[str, Any], now: datetime.datetime) -> datetime.datetime | None:
+    """``scheduled_at`` from ``schedule_in`` or ``scheduled_at``, or None for "now"."""
+    if "schedule_in" in options and "scheduled_at" in options:
+        raise InvalidJobError("give schedule_in or scheduled_at, not both")
+    if "schedule_in" in options:
+        return now + datetime.timedelta(seconds=to_seconds(options["schedule_in"],
+                                                           "schedule_in"))
+    if "scheduled_at" in options:
+        at = options["scheduled_at"]
+        if not isinstance(at, datetime.datetime):
+            raise InvalidJobError(f"scheduled_at must be a datetime, not {at!r}")
+        if timezone.is_naive(at):
+            raise InvalidJobError("scheduled_at must be timezone-aware "
+                                  "(use django.utils.timezone.now() or a tzinfo)")
+        return at
+    return None
+
+
+def build_job(worker: type | str, args: Mapping[str, Any] | None,
+              options: Mapping[str, Any]) -> Job:
+    """Build an unsaved :class:`Job`; raise InvalidJobError for anything that is wrong.
+
+    ``args`` and ``meta`` are stored as they will read back from the database (JSON round
+    trip). The job is ``scheduled`` when its time is in the future, else ``available``.
+    """
+    check_options(options)
+    cls = worker_class(worker)
+    merged = {**cls._defaults, **options}
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise InvalidJobError(f"args must be a dict, not {type(args).__name__}")
+    meta = options.get("meta", {})
+    if not isinstance(meta, Mapping):
+        raise InvalidJobError(f"meta must be a dict, not {type(meta).__name__}")
+    args = round_trip(dict(args), "args")
+    meta = round_trip(dict(meta), "meta")
+    queue = validate_queue(merged["queue"])
+    unique = parse_unique(merged["unique"]) if "unique" in options else merged["unique"]
+    replace = parse_replace(merged["replace"]) if "replace" in options else merged["replace"]
+
+    now = timezone.now()
+    at = scheduled_time(options, now)
+    job = Job(
+        state=JobState.SCHEDULED if at is not None and at > now else JobState.AVAILABLE,
+        queue=queue,
+        worker=cls.worker_path,
+        args=args,
+        meta=meta,
+        tags=validate_tags(merged["tags"]) if "tags" in options else list(merged["tags"]),
+        priority=validate_priority(merged["priority"]),
+        max_attempts=validate_max_attempts(merged["max_attempts"]),
+        scheduled_at=at or now,
+        inserted_at=now,
+    )
+    job._scheduled_now = at is None
+    if unique is not None:
+        job.unique_key = unique.key(worker=job.worker, queue=queue, args=args, meta=meta)
+        job.unique_states = unique.states_mask
+    job._unique = unique
+    job._replace = replace
+    return job
+
+
+def new_job(worker: type | str, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
+    """Build an unsaved job for a worker class or dotted path.
+
+    Options: ``queue``, ``priority`` (0-9), ``max_attempts`` (>= 1), ``tags``, ``meta`` (dict),
+    ``schedule_in`` (seconds, timedelta or ``(n, "minutes")``) or ``scheduled_at`` (aware
+    datetime), ``unique`` and ``replace``. Unset options come from the worker class.
+    """
+    return build_job(worker, args, options)

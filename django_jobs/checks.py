@@ -1,0 +1,102 @@
+"""System checks for the ``DJANGO_JOBS`` setting (ids ``django_jobs.E0xx`` / ``W0xx``)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.db import connections
+
+from .conf import DEFAULTS, SETTING_NAME, jobs_settings
+from .models.job import QUEUE_MAX_LENGTH
+
+
+def _hint(name: str, choices: Any) -> str | None:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"Did you mean {close[0]!r}?" if close else None
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    """Validate ``DJANGO_JOBS``: known keys, queue limits, database alias, time zones."""
+    errors: list = []
+    raw = getattr(settings, SETTING_NAME, {})
+    if not isinstance(raw, dict):
+        return [Error(f"{SETTING_NAME} must be a dict, not {type(raw).__name__}.",
+                      id="django_jobs.E001")]
+    for key in raw:
+        if key not in DEFAULTS:
+            errors.append(Error(f"{SETTING_NAME} has an unknown key {key!r}.",
+                                hint=_hint(key, DEFAULTS) or "Valid keys: " + ", ".join(DEFAULTS),
+                                id="django_jobs.E002"))
+    errors += _check_queues(jobs_settings.QUEUES)
+    alias = jobs_settings.DATABASE
+    if alias not in settings.DATABASES:
+        errors.append(Error(f"{SETTING_NAME}['DATABASE'] names {alias!r}, which is not in "
+                            f"DATABASES.", hint=_hint(alias, settings.DATABASES),
+                            id="django_jobs.E004"))
+    else:
+        errors += _check_database(alias)
+    if not settings.USE_TZ:
+        errors.append(Error("django_jobs needs USE_TZ = True: job times are stored in UTC.",
+                            id="django_jobs.E005"))
+    errors += _check_pruner(jobs_settings.PRUNER)
+    testing = jobs_settings.TESTING
+    if testing not in (None, "inline", "manual"):
+        errors.append(Error(f"{SETTING_NAME}['TESTING'] must be None, 'inline' or 'manual', "
+                            f"not {testing!r}.", id="django_jobs.E007"))
+    return errors
+
+
+def _check_queues(queues: Any) -> list:
+    if not isinstance(queues, dict):
+        return [Error(f"{SETTING_NAME}['QUEUES'] must map queue names to limits, "
+                      f"not {queues!r}.", hint='For example {"default": 10}.',
+                      id="django_jobs.E003")]
+    errors = []
+    for name, limit in queues.items():
+        if (not isinstance(name, str) or not name or name != name.strip()
+                or len(name) > QUEUE_MAX_LENGTH):
+            errors.append(Error(f"Queue name {name!r} in {SETTING_NAME}['QUEUES'] must be a "
+                                f"non-empty string of at most {QUEUE_MAX_LENGTH} characters "
+                                f"without surrounding spaces.", id="django_jobs.E003"))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            errors.append(Error(f"Queue {name!r} has limit {limit!r}; a limit is the number of "
+                                f"jobs run at once on a node, an integer of at least 1.",
+                                id="django_jobs.E003"))
+    return errors
+
+
+def _check_database(alias: str) -> list:
+    connection = connections[alias]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return [Error(f"Database {alias!r} is {connection.vendor}; django_jobs supports "
+                      f"PostgreSQL and SQLite.", id="django_jobs.E004")]
+    if connection.vendor == "sqlite":
+        options = connection.settings_dict.get("OPTIONS", {})
+        if str(options.get("transaction_mode", "")).upper() != "IMMEDIATE":
+            return [Warning(
+                f"SQLite database {alias!r} does not set OPTIONS['transaction_mode'] to "
+                f"'IMMEDIATE'.",
+                hint="With deferred transactions, concurrent writers (web requests and "
+                     "runjobs) can fail at once with 'database is locked' instead of waiting. "
+                     "Set OPTIONS = {'transaction_mode': 'IMMEDIATE', 'timeout': 20}.",
+                id="django_jobs.W001")]
+    return []
+
+
+def _check_pruner(pruner: Any) -> list:
+    if not isinstance(pruner, dict):
+        return [Error(f"{SETTING_NAME}['PRUNER'] must be a dict, not {pruner!r}.",
+                      id="django_jobs.E006")]
+    errors = []
+    for key, value in pruner.items():
+        if key not in DEFAULTS["PRUNER"]:
+            errors.append(Error(f"{SETTING_NAME}['PRUNER'] has an unknown key {key!r}.",
+                                hint=_hint(key, DEFAULTS["PRUNER"]), id="django_jobs.E006"))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(Error(f"{SETTING_NAME}['PRUNER'][{key!r}] must be a positive "
+                                f"number, not {value!r}.", id="django_jobs.E006"))
+    return errors

@@ -1,0 +1,103 @@
+"""Writing jobs: ``insert`` and ``insert_all``, with unique jobs settled by the database.
+
+Jobs are written on the connection of ``DJANGO_JOBS["DATABASE"]`` and so join the caller's
+transaction: a rollback leaves no job behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+from .build import resolve_worker
+from .engines import Engine, get_engine
+from .exceptions import InvalidJobError, JobsError
+from .models import Job
+from .unique import UniqueSpec
+
+#: Rounds of "insert, else look at the holder" before a unique insert gives up. Each round
+#: means another writer changed the slot between our two statements; a handful is plenty.
+UNIQUE_ROUNDS = 10
+
+
+def insert(job: Job, *, using: str | None = None) -> Job:
+    """Insert one job built by ``Worker.new()``; return it with its id.
+
+    For a unique job that has a duplicate, nothing is written and the existing job is returned
+    with ``conflict = True`` (its fields updated first if the job asked to ``replace`` them).
+    """
+    return insert_all([job], using=using)[0]
+
+
+def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
+    """Insert many jobs in bulk (one statement per chunk); return them in order, with ids.
+
+    All or nothing: the jobs are written in one transaction (or the caller's). Unique jobs are
+    honoured as by :func:`insert`; the returned list then holds the existing job, flagged
+    ``conflict``, in the place of each duplicate.
+    """
+    jobs = list(jobs)
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise InvalidJobError(f"insert takes jobs built by Worker.new(), not {job!r}")
+        if job.pk is not None:
+            raise InvalidJobError(f"job {job.pk} is already inserted")
+        if not hasattr(job, "_unique"):
+            resolve_worker(job.worker)
+    if not jobs:
+        return []
+    engine = get_engine(using)
+    now = timezone.now()
+    for job in jobs:
+        job.inserted_at = now
+        if getattr(job, "_scheduled_now", False):
+            job.scheduled_at = now
+    plain = [job for job in jobs if job.unique_key is None]
+    unique = [job for job in jobs if job.unique_key is not None]
+    results = {id(job): job for job in jobs}
+    if len(jobs) == 1 and plain:
+        engine.insert_jobs(plain)  # one statement, atomic by itself
+    else:
+        with transaction.atomic(using=engine.alias):
+            engine.insert_jobs(plain)
+            if unique:
+                engine.insert_jobs(unique, skip_conflicts=True)
+                for job in unique:
+                    if job.pk is None:
+                        results[id(job)] = _settle_conflict(engine, job, now)
+    return [results[id(job)] for job in jobs]
+
+
+def _settle_conflict(engine: Engine, job: Job, now) -> Job:
+    """Find the job holding ``job``'s unique slot and decide, by ``job``'s rules, between
+    returning it as the duplicate and taking the slot over.
+
+    A holder outside the new job's ``states`` or ``period`` gives up its slot (its
+    ``unique_key`` is cleared) and the insert is tried again. Any concurrent writer is stopped
+    by the unique index, never by timing, so at most one job holds a key at any time.
+    """
+    spec: UniqueSpec = getattr(job, "_unique", None) or UniqueSpec()
+    replace = getattr(job, "_replace", None) or {}
+    jobs = Job.objects.using(engine.alias)
+    for _ in range(UNIQUE_ROUNDS):
+        # Lock the holder (PostgreSQL) so a replace or a release acts on the row we judged.
+        holder = jobs.select_for_update().filter(unique_slot=job.unique_key).first()
+        if holder is None:
+            engine.insert_jobs([job], skip_conflicts=True)
+            if job.pk is not None:
+                return job
+            continue
+        if spec.is_duplicate(holder.state, getattr(holder, spec.timestamp), now):
+            fields = replace.get(holder.state, ())
+            if fields:
+                changes = {name: getattr(job, name) for name in fields}
+                jobs.filter(pk=holder.pk).update(**changes)
+                for name, value in changes.items():
+                    setattr(holder, name, value)
+            holder.conflict = True
+            return holder
+        jobs.filter(pk=holder.pk, unique_key=job.unique_key).update(unique_key=None)
+    raise JobsError(f"unique insert of {job.worker} did not settle after {UNIQUE_ROUNDS} "
+                    f"rounds: the slot {job.unique_key} keeps changing hands")

@@ -1,0 +1,71 @@
+"""JSON encoding of job args and meta, with errors that name the offending value.
+
+Args and meta are stored as JSON. They are encoded once, when a job is built, with Django's
+``DjangoJSONEncoder`` (so datetimes, dates, times, timedeltas, decimals and UUIDs become strings,
+exactly as they would read back from the database) and decoded again, so the job in memory holds
+what a worker will later receive. ``NaN`` and infinities are rejected: PostgreSQL's ``jsonb``
+cannot store them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import math
+import uuid
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.functional import Promise
+
+from .exceptions import InvalidJobError
+
+_SCALARS = (str, int, bool, type(None))
+_ENCODED = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+            decimal.Decimal, uuid.UUID, Promise)
+
+
+def dumps(value: Any) -> str:
+    """Encode ``value`` compactly; raises ``TypeError``/``ValueError`` like ``json.dumps``."""
+    return json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False, separators=(",", ":"))
+
+
+def round_trip(value: Any, what: str) -> Any:
+    """Return ``value`` as it will read back from the database.
+
+    Raises :class:`InvalidJobError` naming the first value that JSON cannot hold, with its path
+    (``args['user']['tags'][2]``) and type, when ``value`` is not serialisable.
+    """
+    try:
+        text = dumps(value)
+    except (TypeError, ValueError) as exc:
+        bad = _find_unserialisable(value, what)
+        detail = bad or str(exc)
+        raise InvalidJobError(f"{what} must be JSON serialisable: {detail}") from None
+    return json.loads(text)
+
+
+def _find_unserialisable(value: Any, path: str) -> str | None:
+    """Depth-first search for the first value ``dumps`` rejects; describe it, or return None."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return f"{path} is {value!r}, which JSON cannot hold"
+    if isinstance(value, _SCALARS) or isinstance(value, _ENCODED):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                return f"{path} has a key {key!r} of type {type(key).__name__}"
+            found = _find_unserialisable(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _find_unserialisable(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    return f"{path} is of type {type(value).__module__}.{type(value).__qualname__}"

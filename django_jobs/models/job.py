@@ -1,0 +1,145 @@
+"""The ``Job`` model: one row per job, kept after it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThan
+from django.utils import timezone
+
+QUEUE_MAX_LENGTH = 128
+WORKER_MAX_LENGTH = 255
+
+
+class JobState(models.TextChoices):
+    """Where a job is in its life. Oban's states, plus ``suspended`` for held jobs."""
+
+    AVAILABLE = "available", "Available"
+    SCHEDULED = "scheduled", "Scheduled"
+    SUSPENDED = "suspended", "Suspended"
+    EXECUTING = "executing", "Executing"
+    RETRYABLE = "retryable", "Retryable"
+    COMPLETED = "completed", "Completed"
+    DISCARDED = "discarded", "Discarded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+#: States a job never leaves by itself; the pruner deletes these once old enough.
+FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
+
+#: One bit per state, for ``Job.unique_states`` (the states in which a unique job holds its slot).
+STATE_BITS: dict[str, int] = {state: 1 << index for index, state in enumerate(JobState.values)}
+
+
+def _state_bit() -> Case:
+    return Case(*(When(state=state, then=Value(bit)) for state, bit in STATE_BITS.items()),
+                default=Value(0))
+
+
+class Job(models.Model):
+    """A unit of work for a worker, with its whole history.
+
+    Build jobs with ``Worker.new()`` and write them with ``django_jobs.insert()`` /
+    ``insert_all()`` (or ``Worker.enqueue()``); do not create rows with ``Job.objects.create``.
+    """
+
+    state = models.CharField(max_length=16, choices=JobState.choices,
+                             default=JobState.AVAILABLE)
+    queue = models.CharField(max_length=QUEUE_MAX_LENGTH, default="default")
+    worker = models.CharField(max_length=WORKER_MAX_LENGTH,
+                              help_text="Dotted path of the worker class.")
+    args = models.JSONField(default=dict)
+    meta = models.JSONField(default=dict)
+    tags = models.JSONField(default=list)
+    errors = models.JSONField(
+        default=list, help_text='One {"at", "attempt", "error"} entry per failed attempt.')
+    attempt = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=20)
+    priority = models.PositiveSmallIntegerField(default=0, help_text="0 is the highest.")
+    attempted_by = models.JSONField(
+        null=True, blank=True, help_text="[node, producer id] of the last attempt.")
+    inserted_at = models.DateTimeField(default=timezone.now)
+    scheduled_at = models.DateTimeField(default=timezone.now)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    # Uniqueness. unique_key hashes the fields the worker's `unique` option names; unique_states
+    # is a STATE_BITS mask of the states in which the job blocks duplicates. The database keeps
+    # unique_slot = unique_key while the job is in one of those states (NULL otherwise), and a
+    # unique index on it makes the guarantee hold under concurrent inserts on every engine.
+    unique_key = models.CharField(  # noqa: DJ001 (NULL: not unique, never clashes)
+        max_length=64, null=True, blank=True, editable=False)
+    unique_states = models.PositiveSmallIntegerField(default=0, editable=False)
+    unique_slot = models.GeneratedField(
+        expression=Case(
+            When(GreaterThan(F("unique_states").bitand(_state_bit()), 0), then=F("unique_key")),
+            default=None,
+        ),
+        output_field=models.CharField(max_length=64, null=True),
+        db_persist=True,
+        editable=False,
+    )
+
+    class Meta:
+        db_table = "django_jobs_job"
+        ordering = ["-id"]
+        indexes = [
+            # Producer fetch: next available jobs of one queue by priority, scheduled_at, id.
+            # Partial, so completed/discarded rows never enter it and fetch cost stays flat.
+            models.Index(fields=["queue", "priority", "scheduled_at", "id"],
+                         condition=Q(state=JobState.AVAILABLE), name="django_jobs_fetch"),
+            # Stager: scheduled and retryable jobs whose scheduled_at has passed.
+            models.Index(fields=["scheduled_at", "id"],
+                         condition=Q(state__in=[JobState.SCHEDULED, JobState.RETRYABLE]),
+                         name="django_jobs_stage"),
+            # Lifeline and running counts: executing jobs per queue (checked against producers).
+            models.Index(fields=["queue", "id"], condition=Q(state=JobState.EXECUTING),
+                         name="django_jobs_executing"),
+            # Pruner: finished jobs by the time they finished (the query uses the same COALESCE).
+            models.Index(Coalesce("completed_at", "cancelled_at", "discarded_at"),
+                         condition=Q(state__in=FINISHED_STATES), name="django_jobs_prune"),
+            # Batches: every job of one batch (progress, callbacks, all_batch_jobs).
+            models.Index(KT("meta__batch_id"), "state",
+                         condition=Q(meta__has_key="batch_id"), name="django_jobs_batch"),
+            # Chains: the previous link of a chain, in insertion order.
+            models.Index(KT("meta__chain_id"), "id",
+                         condition=Q(meta__has_key="chain_id"), name="django_jobs_chain"),
+            # Admin browser and stats: jobs by state and queue.
+            models.Index(fields=["state", "queue"], name="django_jobs_state_queue"),
+        ]
+        constraints = [
+            # Unique jobs: one slot holder per key (NULLs, i.e. non-unique jobs, never clash).
+            models.UniqueConstraint(fields=["unique_slot"],
+                                    condition=Q(unique_slot__isnull=False),
+                                    name="django_jobs_unique_slot"),
+            models.CheckConstraint(condition=Q(attempt__gte=0, attempt__lte=F("max_attempts")),
+                                   name="django_jobs_attempt_range"),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1),
+                                   name="django_jobs_max_attempts_positive"),
+            models.CheckConstraint(condition=Q(priority__gte=0, priority__lte=9),
+                                   name="django_jobs_priority_range"),
+            models.CheckConstraint(condition=~Q(queue=""), name="django_jobs_queue_not_empty"),
+            models.CheckConstraint(condition=~Q(worker=""), name="django_jobs_worker_not_empty"),
+            models.CheckConstraint(condition=Q(state__in=JobState.values),
+                                   name="django_jobs_state_valid"),
+        ]
+
+    #: Set on a job returned by an insert that found an existing duplicate (unique jobs).
+    conflict: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.worker}#{self.pk or 'new'} ({self.state})"
+
+    def __repr__(self) -> str:
+        return (f"<Job id={self.pk} worker={self.worker!r} queue={self.queue!r} "
+                f"state={self.state!r} args={self.args!r}>")
+
+    @property
+    def finished_at(self) -> Any:
+        """When the job reached its final state, or None while it may still run."""
+        return self.completed_at or self.cancelled_at or self.discarded_at
