@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .build import resolve_worker
 from .engines import Engine, get_engine
+from .engines.base import FRESH_JOB
 from .exceptions import InvalidJobError, JobsError
 from .models import Job
 from .unique import UniqueSpec
@@ -51,6 +52,8 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     engine = get_engine(using)
     now = timezone.now()
     for job in jobs:
+        for name, value in FRESH_JOB.items():
+            setattr(job, name, [] if value == [] else value)
         job.inserted_at = now
         if getattr(job, "_scheduled_now", False):
             job.scheduled_at = now

@@ -26,9 +26,14 @@ _ENCODED = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
             decimal.Decimal, uuid.UUID, Promise)
 
 
+_encoder = DjangoJSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Encode ``value`` compactly; raises ``TypeError``/``ValueError`` like ``json.dumps``."""
-    return json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False, separators=(",", ":"))
+    if not value and isinstance(value, (dict, list)):
+        return "{}" if isinstance(value, dict) else "[]"
+    return _encoder.encode(value)
 
 
 def round_trip(value: Any, what: str) -> Any:

@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 
     from ..models import Job
 
+#: What every job holds when it is inserted: no attempt made yet. insert_all() resets these on
+#: the jobs it writes, and engines may write them as literals.
+FRESH_JOB = {
+    "attempt": 0,
+    "errors": [],
+    "attempted_by": None,
+    "attempted_at": None,
+    "completed_at": None,
+    "cancelled_at": None,
+    "discarded_at": None,
+}
+
 
 class Engine:
     """Database operations on the jobs tables of one database alias."""
@@ -48,6 +60,10 @@ class Engine:
         return [f for f in Job._meta.concrete_fields
                 if not f.primary_key and not getattr(f, "generated", False)]
 
+    @cached_property
+    def insert_fields_by_name(self) -> dict:
+        return {f.attname: f for f in self.insert_fields}
+
     def insert_jobs(self, jobs: Sequence[Job], *, skip_conflicts: bool = False) -> None:
         """Insert ``jobs`` in as few statements as the parameter limit allows; set their ids.
 
@@ -75,17 +91,21 @@ class Engine:
                                   for f in fields)
                 sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(part))}{tail}"
                 cursor.execute(sql, params)
-                returned = cursor.fetchall()
-                if skip_conflicts:
-                    waiting: dict[str, list[Job]] = {}
-                    for job in part:
-                        waiting.setdefault(job.unique_key, []).append(job)
-                    for pk, key in returned:
-                        waiting[key].pop(0).pk = pk
-                else:
-                    for job, (pk,) in zip(part, returned, strict=True):
-                        job.pk = pk
-                for job in part:
-                    if job.pk is not None:
-                        job._state.adding = False
-                        job._state.db = self.alias
+                self._assign_ids(part, cursor.fetchall(), skip_conflicts)
+
+    def _assign_ids(self, jobs: Sequence[Job], returned: list, skip_conflicts: bool) -> None:
+        """Give each inserted job its id from RETURNING rows (in insertion order)."""
+        if skip_conflicts:
+            # Skipped rows return nothing: match the rows back by unique key, in order.
+            waiting: dict[str, list[Job]] = {}
+            for job in jobs:
+                waiting.setdefault(job.unique_key, []).append(job)
+            for pk, key in returned:
+                waiting[key].pop(0).pk = pk
+        else:
+            for job, (pk,) in zip(jobs, returned, strict=True):
+                job.pk = pk
+        for job in jobs:
+            if job.pk is not None:
+                job._state.adding = False
+                job._state.db = self.alias

@@ -8,5 +8,11 @@ class SQLiteEngine(Engine):
     has_listen_notify = False
     has_skip_locked = False
     serialises_writes = True
-    # SQLITE_MAX_VARIABLE_NUMBER defaults to 32766 since SQLite 3.32.
-    max_query_params = 32766
+
+    @property
+    def max_query_params(self) -> int:
+        """SQLite's compiled-in limit on bind parameters (32766 by default since 3.32)."""
+        import sqlite3
+
+        self.connection.ensure_connection()
+        return self.connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

@@ -1,0 +1,115 @@
+"""Shared set-up for the benchmarks: a fresh database per engine, Django configured in-process.
+
+Each benchmark runs itself once per engine in a subprocess (Django settings can be configured
+only once per process):
+
+* SQLite: a new file in a temporary directory, with the recommended OPTIONS;
+* PostgreSQL: the database ``django_jobs_bench`` on ``BENCH_POSTGRES`` (default
+  ``postgres://postgres@127.0.0.1:5432/postgres``'s server), created when missing. Skipped with
+  a message when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+PG_DATABASE = "django_jobs_bench"
+
+
+def database_urls() -> dict[str, str]:
+    """The configurations measured. ``postgresql+prepared`` sets psycopg's
+    ``prepare_threshold`` to its own default (5) in Django's OPTIONS; Django leaves it off
+    (``None``) unless asked, for the sake of pgbouncer's transaction pooling."""
+    tmp = tempfile.mkdtemp(prefix="django_jobs_bench_")
+    return {"sqlite": f"sqlite:///{tmp}/bench.sqlite3",
+            "postgresql": f"{PG_SERVER}/{PG_DATABASE}",
+            "postgresql+prepared": f"{PG_SERVER}/{PG_DATABASE}?prepare_threshold=5"}
+
+
+def ensure_postgres_database() -> str | None:
+    """Create the bench database if missing; return an error message if unreachable."""
+    try:
+        import psycopg
+
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3) as c:
+            exists = c.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                               [PG_DATABASE]).fetchone()
+            if not exists:
+                c.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    except Exception as exc:  # any failure means "no PostgreSQL here"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def setup_django(url: str) -> None:
+    """Configure Django for ``url`` with django_jobs installed, and migrate."""
+    sys.path.insert(0, str(ROOT))
+    import django
+    import environ
+    from django.conf import settings
+
+    url, _, query = url.partition("?")
+    database = environ.Env.db_url_config(url)
+    if query.startswith("prepare_threshold="):
+        database["OPTIONS"] = {"prepare_threshold": int(query.split("=", 1)[1])}
+    if database["ENGINE"].endswith("sqlite3"):
+        database["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30,
+                               "init_command": "PRAGMA journal_mode=WAL; "
+                                               "PRAGMA synchronous=NORMAL;"}
+    settings.configure(
+        DATABASES={"default": database},
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_jobs",
+                        "bench"],
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def truncate_jobs() -> None:
+    from django.db import connection
+
+    from django_jobs.models import Job
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("TRUNCATE django_jobs_job RESTART IDENTITY")
+            cursor.execute("VACUUM ANALYZE django_jobs_job")
+        else:
+            Job.objects.all().delete()
+
+
+def run_engines(script: str, argv: list[str]) -> dict[str, dict]:
+    """Run ``script --db URL`` for each engine; collect the JSON each prints last."""
+    results = {}
+    for vendor, url in database_urls().items():
+        if vendor.startswith("postgresql"):
+            problem = ensure_postgres_database()
+            if problem:
+                print(f"postgresql: skipped, server not reachable ({problem})")
+                continue
+        out = subprocess.run([sys.executable, script, "--db", url, *argv], check=True,
+                             capture_output=True, text=True, cwd=ROOT)
+        results[vendor] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "meets target" if ok else "BELOW TARGET" if higher_is_better else "ABOVE TARGET"
