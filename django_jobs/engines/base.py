@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from ..models import Job
+    from ..runtime.outcome import Outcome
 
 #: What every job holds when it is inserted: no attempt made yet. insert_all() resets these on
 #: the jobs it writes, and engines may write them as literals.
@@ -92,6 +93,7 @@ class Engine:
                 sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(part))}{tail}"
                 cursor.execute(sql, params)
                 self._assign_ids(part, cursor.fetchall(), skip_conflicts)
+        self.notify([job.queue for job in jobs if job.pk and job.state == "available"])
 
     def _assign_ids(self, jobs: Sequence[Job], returned: list, skip_conflicts: bool) -> None:
         """Give each inserted job its id from RETURNING rows (in insertion order)."""
@@ -109,3 +111,181 @@ class Engine:
             if job.pk is not None:
                 job._state.adding = False
                 job._state.db = self.alias
+
+    # -- running jobs -------------------------------------------------------------------------
+    #
+    # The statements below are shared by both engines unless an engine overrides them; each
+    # says which query and index it relies on.
+
+    def adapt_datetime(self, value):
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def json_param(self, value) -> str:
+        """A JSON value as a statement parameter (engines add a cast where needed)."""
+        from ..jsonutil import dumps
+
+        return dumps(value)
+
+    #: Placeholder for a JSON parameter in raw SQL.
+    json_placeholder = "%s"
+
+    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
+        """SQL and parameters that claim up to ``limit`` available jobs of ``queue``, marking
+        them executing, and return the claimed rows. Engine-specific."""
+        raise NotImplementedError
+
+    def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now) -> list[Job]:
+        """Claim up to ``limit`` available jobs of ``queue`` in one statement.
+
+        The claimed jobs are ``executing`` with ``attempt`` bumped, ``attempted_at = now`` and
+        ``attempted_by``; they come back ordered by priority, scheduled_at, id.
+        """
+        from ..models import Job
+
+        if limit <= 0:
+            return []
+        sql, params = self.fetch_statement(queue, limit, self.adapt_datetime(now),
+                                           self.json_param(attempted_by))
+        jobs = list(Job.objects.using(self.alias).raw(sql, params))
+        jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.pk))
+        return jobs
+
+    def ack(self, outcomes: Sequence[Outcome]) -> None:
+        """Write the outcomes of finished attempts, in one transaction.
+
+        Completed jobs are written together in one UPDATE (the common case); other outcomes
+        carry an error entry or a new schedule and are written one UPDATE each. Every UPDATE
+        only touches a job still ``executing``: a job cancelled meanwhile keeps its state.
+        """
+        from django.db import transaction
+
+        from ..models import Job, JobState
+
+        if not outcomes:
+            return
+        jobs = Job.objects.using(self.alias)
+        completed: dict = {}
+        with transaction.atomic(using=self.alias):
+            for outcome in outcomes:
+                if outcome.state == JobState.COMPLETED and not outcome.changes:
+                    completed.setdefault(outcome.at, []).append(outcome.job_id)
+                else:
+                    jobs.filter(pk=outcome.job_id, state=JobState.EXECUTING).update(
+                        state=outcome.state, **outcome.changes)
+            for at, ids in completed.items():
+                for start in range(0, len(ids), 500):
+                    jobs.filter(pk__in=ids[start:start + 500], state=JobState.EXECUTING).update(
+                        state=JobState.COMPLETED, completed_at=at)
+
+    def stage_jobs(self, now, limit: int) -> list[str]:
+        """Make scheduled and retryable jobs whose time has come available (uses the stage
+        index); return the queues that got jobs, to wake their producers."""
+        from ..models import Job, JobState
+
+        jobs = Job.objects.using(self.alias)
+        due = list(jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
+                               scheduled_at__lte=now)
+                   .order_by("scheduled_at", "id").values_list("id", "queue")[:limit])
+        if not due:
+            return []
+        # The state filter again: a job cancelled between the two statements stays cancelled.
+        jobs.filter(pk__in=[pk for pk, _ in due],
+                    state__in=[JobState.SCHEDULED, JobState.RETRYABLE]).update(
+            state=JobState.AVAILABLE)
+        return sorted({queue for _, queue in due})
+
+    def prune_jobs(self, before, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs that finished before ``before``.
+
+        Selects through the prune index (the same COALESCE expression over the finished
+        states) and deletes by id, so each pass is one bounded chunk.
+        """
+        from django.db.models.functions import Coalesce
+
+        from ..models import FINISHED_STATES, Job
+
+        jobs = Job.objects.using(self.alias)
+        ids = list(jobs.alias(finished=Coalesce("completed_at", "cancelled_at", "discarded_at"))
+                   .filter(state__in=FINISHED_STATES, finished__lt=before)
+                   .values_list("id", flat=True)[:limit])
+        if not ids:
+            return 0
+        return jobs.filter(pk__in=ids).delete()[0]
+
+    def rescue_orphans(self, dead_after, now) -> dict:
+        """Put back jobs left ``executing`` by producers that stopped heartbeating.
+
+        A job is orphaned when its producer (``attempted_by[1]``) has no row, or a row whose
+        heartbeat is older than ``dead_after``. Jobs with attempts left go back to
+        ``available``; the others are ``discarded``. Jobs of live producers are never touched,
+        however long they run. Returns counts ``rescued`` and ``discarded``, and the ``queues``
+        that got jobs back.
+        """
+        from ..models import Job, JobState, Producer
+
+        live = {str(u) for u in Producer.objects.using(self.alias)
+                .filter(heartbeat_at__gte=dead_after).values_list("uuid", flat=True)}
+        # Executing jobs number at most the sum of all queue limits (they use the executing
+        # index), so the producer test is done here, the same way on every engine.
+        rows = [row for row in Job.objects.using(self.alias).filter(state=JobState.EXECUTING)
+                .values_list("id", "attempt", "max_attempts", "errors", "queue", "attempted_by")
+                if not (isinstance(row[5], list) and len(row[5]) > 1 and row[5][1] in live)]
+        rescued = discarded = 0
+        queues = set()
+        for pk, attempt, max_attempts, errors, queue, _ in rows:
+            error = {"at": now.isoformat(), "attempt": attempt,
+                     "error": "Rescued: the node running this job stopped heartbeating."}
+            changes = {"errors": [*errors, error]}
+            if attempt >= max_attempts:
+                changes.update(state=JobState.DISCARDED, discarded_at=now)
+                discarded += 1
+            else:
+                changes.update(state=JobState.AVAILABLE)
+                rescued += 1
+                queues.add(queue)
+            Job.objects.using(self.alias).filter(pk=pk, state=JobState.EXECUTING).update(**changes)
+        return {"rescued": rescued, "discarded": discarded, "queues": sorted(queues)}
+
+    def acquire_leadership(self, name: str, node: str, now, expires_at) -> bool:
+        """Take or extend the leader lease ``name`` for ``node``; True when ``node`` holds it.
+
+        One upsert, the same on both engines: insert the lease, or take over the row when it
+        has expired or is already ours. The database settles concurrent contenders.
+        """
+        sql = """
+            INSERT INTO django_jobs_peer (name, node, started_at, expires_at)
+            VALUES (%s, %s, %s, %s)
+            ON CONFLICT (name) DO UPDATE
+            SET node = excluded.node, expires_at = excluded.expires_at,
+                started_at = CASE WHEN django_jobs_peer.node = excluded.node
+                                  THEN django_jobs_peer.started_at ELSE excluded.started_at END
+            WHERE django_jobs_peer.node = excluded.node OR django_jobs_peer.expires_at < %s
+            RETURNING node
+        """
+        now_param = self.adapt_datetime(now)
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [name, node, now_param, self.adapt_datetime(expires_at),
+                                 now_param])
+            row = cursor.fetchone()
+        return row is not None and row[0] == node
+
+    def resign_leadership(self, name: str, node: str) -> None:
+        from ..models import Peer
+
+        Peer.objects.using(self.alias).filter(name=name, node=node).delete()
+
+    # -- waking producers ---------------------------------------------------------------------
+
+    def notify(self, queues: Sequence[str]) -> None:
+        """Tell producers on every node that ``queues`` have new jobs. Engines with
+        LISTEN/NOTIFY send it (delivered at commit); the others wake the producers running in
+        this process once the transaction commits, and other processes find the jobs by
+        polling."""
+        if not queues:
+            return
+        from django.db import transaction
+
+        from ..runtime.wakeup import wake_local
+
+        queues = sorted(set(queues))
+        transaction.on_commit(lambda: wake_local(queues), using=self.alias)

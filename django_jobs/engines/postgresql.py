@@ -63,8 +63,10 @@ class PostgreSQLEngine(Engine):
         # single-row insert is bound by the round trip, and fewer parameters make it cheaper.
         # No casts: INSERT ... VALUES types each parameter from its target column.
         values = ", ".join(FRESH_JOB_SQL.get(f.attname, "%s") for f in self.insert_fields)
+        # The NOTIFY rides on RETURNING: no extra round trip, delivered at commit.
         return (f'INSERT INTO "django_jobs_job" ({self._columns_sql}) VALUES ({values}) '
-                f"RETURNING id")
+                f"RETURNING id, CASE WHEN state = 'available' "
+                f"THEN pg_notify('{self.channel}', queue) END")
 
     @cached_property
     def _insert_unique_sql(self) -> str:
@@ -84,6 +86,7 @@ class PostgreSQLEngine(Engine):
                     part = jobs[start:start + self.insert_chunk]
                     cursor.execute(self._insert_unique_sql, self._columns(part))
                     self._assign_ids(part, cursor.fetchall(), True)
+                self.notify([j.queue for j in jobs if j.pk and j.state == "available"])
             elif len(jobs) == 1:
                 job = jobs[0]
                 cursor.execute(self._insert_one_sql, self._one_row(job))
@@ -92,6 +95,7 @@ class PostgreSQLEngine(Engine):
                 job._state.db = self.alias
             else:
                 self._copy(cursor, jobs)
+                self.notify([j.queue for j in jobs if j.state == "available"])
 
     @cached_property
     def _one_row_getters(self) -> tuple[Callable, tuple[int, ...]]:
@@ -133,3 +137,37 @@ class PostgreSQLEngine(Engine):
             else:
                 columns.append([getattr(job, attname) for job in jobs])
         return columns
+
+    json_placeholder = "%s::jsonb"
+
+    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
+        # The CTE picks the rows through the partial fetch index (state = 'available') and
+        # locks them; SKIP LOCKED makes concurrent producers on any node take different rows
+        # instead of waiting on each other. MATERIALIZED keeps the LIMIT applied once, before
+        # the join of the UPDATE (an optimisation fence, as Oban's fetch uses).
+        return """
+            WITH next AS MATERIALIZED (
+                SELECT id FROM django_jobs_job
+                WHERE state = 'available' AND queue = %s
+                ORDER BY priority, scheduled_at, id
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE django_jobs_job AS job
+            SET state = 'executing', attempt = job.attempt + 1,
+                attempted_at = %s, attempted_by = %s::jsonb
+            FROM next WHERE job.id = next.id
+            RETURNING job.*
+        """, [queue, limit, now, attempted_by]
+
+    #: Channel producers LISTEN on; the payload is the queue name.
+    channel = "django_jobs_insert"
+
+    def notify(self, queues: Sequence[str]) -> None:
+        # NOTIFY is transactional: inside a transaction it is delivered at commit, and never
+        # on rollback, so producers are only woken for jobs they can see.
+        if not queues:
+            return
+        with psycopg.Cursor(self.connection.connection) as cursor:
+            cursor.execute("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q",
+                           [self.channel, sorted(set(queues))])

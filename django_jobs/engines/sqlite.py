@@ -16,3 +16,19 @@ class SQLiteEngine(Engine):
 
         self.connection.ensure_connection()
         return self.connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
+        # One UPDATE ... RETURNING: SQLite runs it as a write transaction of its own, and
+        # writers are serialised, so no other process can claim the same rows. The subquery
+        # walks the partial fetch index (state = 'available').
+        return """
+            UPDATE django_jobs_job
+            SET state = 'executing', attempt = attempt + 1, attempted_at = %s, attempted_by = %s
+            WHERE id IN (
+                SELECT id FROM django_jobs_job
+                WHERE state = 'available' AND queue = %s
+                ORDER BY priority, scheduled_at, id
+                LIMIT %s
+            )
+            RETURNING *
+        """, [now, attempted_by, queue, limit]

@@ -1,0 +1,118 @@
+"""``manage.py runjobs``: run this machine's node until SIGTERM/SIGINT.
+
+Argument parsing only; the runtime lives in :mod:`django_jobs.runtime`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ...build import validate_queue
+from ...conf import jobs_settings
+from ...exceptions import InvalidJobError
+
+
+def queue_limit(value: str) -> tuple[str, int]:
+    """argparse type for ``--queue NAME=LIMIT``."""
+    name, sep, limit = value.rpartition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=LIMIT, e.g. mailers=5, not {value!r}")
+    try:
+        validate_queue(name)
+    except InvalidJobError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not limit.isdigit() or int(limit) < 1:
+        raise argparse.ArgumentTypeError(f"limit of queue {name!r} must be an integer of at "
+                                         f"least 1, not {limit!r}")
+    return name, int(limit)
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {value!r}")
+    return number
+
+
+class Command(BaseCommand):
+    help = "Run background jobs: the queues of DJANGO_JOBS['QUEUES'] (or --queue) on this node."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--queue", "-q", dest="queues", action="append", type=queue_limit,
+                            metavar="NAME=LIMIT",
+                            help="Run queue NAME with LIMIT jobs at once (repeatable); "
+                                 "replaces the queues from settings.")
+        parser.add_argument("--node", help="Node name (default: DJANGO_JOBS['NODE'] or the "
+                                           "host name).")
+        parser.add_argument("--no-plugins", action="store_true",
+                            help="Never become leader: no stager, pruner or lifeline here.")
+        parser.add_argument("--grace", type=positive_float, default=15.0,
+                            help="Seconds running jobs get to finish on SIGTERM (default 15).")
+        parser.add_argument("--stop-when-empty", action="store_true",
+                            help="Exit once the queues have no available, scheduled or "
+                                 "executing jobs left (demos and scripts).")
+
+    def handle(self, *args, queues=None, node=None, no_plugins=False, grace=15.0,
+               stop_when_empty=False, verbosity=1, **options) -> None:
+        from ...runtime.node import Node
+
+        if jobs_settings.TESTING == "manual":
+            raise CommandError("DJANGO_JOBS['TESTING'] is 'manual': queues do not run.")
+        queue_limits = dict(queues) if queues else dict(jobs_settings.QUEUES)
+        if not queue_limits:
+            raise CommandError("no queues to run: set DJANGO_JOBS['QUEUES'] or pass --queue")
+        self._configure_logging(verbosity)
+        node_obj = Node(queues=queue_limits, name=node or jobs_settings.NODE,
+                        plugins=not no_plugins, grace=grace, pruner=jobs_settings.PRUNER)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        node_obj.start()
+        self._banner(node_obj)
+        try:
+            while not stop.wait(0.5):
+                if stop_when_empty and self._drained(queue_limits):
+                    break
+        finally:
+            node_obj.stop()
+        sys.stdout.flush()
+
+    def _banner(self, node) -> None:
+        queues = ", ".join(f"{p.queue}={p.limit}" for p in node.producers.values())
+        plugins = ", ".join(p.name for p in node.plugins) or "none (--no-plugins)"
+        notify = "LISTEN/NOTIFY" if node.engine.has_listen_notify else "polling"
+        self.stdout.write(
+            f"django_jobs node {node.name} started\n"
+            f"  database: {node.engine.vendor} ({node.engine.alias}), wake-ups by {notify}\n"
+            f"  queues:   {queues}\n"
+            f"  plugins:  {plugins}\n"
+            f"  leader:   {'yes' if node.is_leader else 'no'}\n")
+        self.stdout.flush()
+
+    @staticmethod
+    def _drained(queues) -> bool:
+        from ...models import Job, JobState
+
+        return not Job.objects.filter(
+            queue__in=list(queues),
+            state__in=[JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING,
+                       JobState.RETRYABLE]).exists()
+
+    @staticmethod
+    def _configure_logging(verbosity: int) -> None:
+        logger = logging.getLogger("django_jobs")
+        if not logger.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
+        logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))

@@ -1,0 +1,255 @@
+"""A node: the producers of one ``runjobs`` process, and what keeps them in touch.
+
+The node starts the acker, a producer per queue, the notifier (PostgreSQL), a heartbeat
+thread and the leadership thread that runs the plugins while this node is leader.
+
+* Heartbeat (every ``HEARTBEAT`` s): refreshes this node's producer rows, applies pause/resume
+  and scale decided elsewhere (the rows are the shared state), and stops running jobs that
+  were cancelled (``state = 'cancelled'`` in the database).
+* Leadership (every ``LEADER_TICK`` s): takes or renews the lease; while leader, runs each
+  plugin whose interval has passed.
+* Stop: producers stop fetching; running jobs get ``grace`` seconds; the ones still running are
+  interrupted and put back to ``available``; outcomes are written; producer rows and the lease
+  are released. Nothing stays ``executing``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from .. import signals
+from ..engines import get_engine
+from ..models import Job, JobState, Producer as ProducerRow
+from ..plugins.lifeline import Lifeline
+from ..plugins.pruner import Pruner
+from ..plugins.stager import Stager
+from .acker import Acker
+from .executor import put_back
+from .interrupt import NodeShutdown
+from .notifier import Notifier
+from .producer import Producer
+
+logger = logging.getLogger("django_jobs.node")
+
+HEARTBEAT = 1.0
+LEADER_TICK = 0.5
+LEASE = 10.0
+LEADER_NAME = "django_jobs"
+
+#: Nodes running in this process (for local queue control).
+local_nodes: list[Node] = []
+
+
+class Node:
+    def __init__(self, *, queues: dict[str, int], name: str | None = None, plugins: bool = True,
+                 grace: float = 15.0, poll_interval: float | None = None,
+                 pruner: dict[str, Any] | None = None, rescue_after: float = 15.0,
+                 alias: str | None = None) -> None:
+        self.engine = get_engine(alias)
+        self.name = name or socket.gethostname()
+        self.grace = grace
+        if poll_interval is None:
+            poll_interval = 1.0 if self.engine.has_listen_notify else 0.2
+        self.acker = Acker(self.engine)
+        self.producers = {
+            queue: Producer(engine=self.engine, node=self.name, queue=queue, limit=limit,
+                            acker=self.acker, poll_interval=poll_interval)
+            for queue, limit in queues.items()
+        }
+        pruner = pruner or {}
+        self.plugins = [Stager(), Lifeline(rescue_after),
+                        Pruner(pruner.get("max_age", 7 * 86400), pruner.get("limit", 10_000))
+                        ] if plugins else []
+        self.is_leader = False
+        self.notifier = (Notifier(self.engine.alias, self._on_insert, self.control)
+                         if self.engine.has_listen_notify else None)
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        now = timezone.now()
+        ProducerRow.objects.using(self.engine.alias).bulk_create([
+            ProducerRow(uuid=p.uuid, node=self.name, queue=p.queue, limit=p.limit,
+                        started_at=now, heartbeat_at=now)
+            for p in self.producers.values()])
+        self.acker.start()
+        for producer in self.producers.values():
+            producer.start()
+        if self.notifier:
+            self.notifier.start()
+        self._spawn(self._heartbeat_loop, "heartbeat")
+        if self.plugins:
+            self._take_lease()
+            self._spawn(self._leader_loop, "leader")
+        local_nodes.append(self)
+        for producer in self.producers.values():
+            producer.wake()
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=f"django_jobs-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop gracefully; see the module docstring. Blocks for at most ``grace`` + a few s."""
+        if self._stopping.is_set():
+            return
+        logger.info("node %s stopping: waiting up to %.0f s for %d running jobs", self.name,
+                    self.grace, self.running_count())
+        self._stopping.set()
+        for producer in self.producers.values():
+            producer.stop_fetching()
+        deadline = time.monotonic() + self.grace
+        while self.running_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leftovers = []
+        for producer in self.producers.values():
+            leftovers += producer.interrupt_all(NodeShutdown)
+        if leftovers:
+            logger.warning("node %s: %d jobs still running after the grace period were "
+                           "interrupted and put back", self.name, len(leftovers))
+            settle = time.monotonic() + 2.0
+            while self.running_count() and time.monotonic() < settle:
+                time.sleep(0.02)
+        # Jobs blocked in C code that did not stop: put them back ourselves.
+        now = timezone.now()
+        for producer in self.producers.values():
+            for running in list(producer.running.values()):
+                self.acker.push(put_back(running.job, now, "Interrupted: the node shut down "
+                                         "before the job finished."))
+            producer.shutdown_pool()
+        self.acker.stop(30)
+        if self.notifier:
+            self.notifier.stop()
+        for thread in self._threads:
+            thread.join(3)
+        try:
+            ProducerRow.objects.using(self.engine.alias).filter(
+                uuid__in=[p.uuid for p in self.producers.values()]).delete()
+            if self.is_leader:
+                self.engine.resign_leadership(LEADER_NAME, self.name)
+        except Exception:
+            logger.exception("node %s: releasing producer rows failed", self.name)
+        if self in local_nodes:
+            local_nodes.remove(self)
+        connections.close_all()
+        logger.info("node %s stopped", self.name)
+
+    def running_count(self) -> int:
+        return sum(len(p.running) for p in self.producers.values())
+
+    # -- announcements ------------------------------------------------------------------------
+
+    def _on_insert(self, queue: str) -> None:
+        producer = self.producers.get(queue)
+        if producer:
+            producer.wake()
+
+    def control(self, message: dict) -> None:
+        """Apply a control message: ``{"action": "pause"|"resume"|"scale"|"cancel", ...}``."""
+        action = message.get("action")
+        if message.get("node") not in (None, self.name):
+            return
+        if action == "cancel":
+            for producer in self.producers.values():
+                producer.cancel(int(message["job_id"]))
+            return
+        queue = message.get("queue")
+        targets = [self.producers[queue]] if queue in self.producers else (
+            list(self.producers.values()) if queue is None else [])
+        for producer in targets:
+            if action == "pause":
+                producer.pause()
+            elif action == "resume":
+                producer.resume()
+            elif action == "scale":
+                producer.scale(int(message["limit"]))
+
+    # -- heartbeat ----------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(HEARTBEAT):
+            try:
+                self._heartbeat()
+            except Exception:
+                logger.exception("node %s: heartbeat failed; retrying", self.name)
+                connections[self.engine.alias].close()
+        connections[self.engine.alias].close()
+
+    def _heartbeat(self) -> None:
+        rows = ProducerRow.objects.using(self.engine.alias)
+        by_uuid = {p.uuid: p for p in self.producers.values()}
+        now = timezone.now()
+        rows.filter(uuid__in=list(by_uuid)).update(heartbeat_at=now)
+        seen = set()
+        for uuid, paused, limit in rows.filter(uuid__in=list(by_uuid)).values_list(
+                "uuid", "paused", "limit"):
+            seen.add(uuid)
+            producer = by_uuid[uuid]
+            producer.pause() if paused else producer.resume()
+            producer.scale(limit)
+        missing = [p for u, p in by_uuid.items() if u not in seen]
+        if missing:  # a row was deleted (e.g. pruned as dead during an outage): write it anew
+            rows.bulk_create([ProducerRow(uuid=p.uuid, node=self.name, queue=p.queue,
+                                          limit=p.limit, paused=p.paused,
+                                          started_at=p.started_at, heartbeat_at=now)
+                              for p in missing], ignore_conflicts=True)
+        running = {pk: p for p in self.producers.values() for pk in list(p.running)}
+        if running:
+            cancelled = Job.objects.using(self.engine.alias).filter(
+                pk__in=list(running), state=JobState.CANCELLED).values_list("pk", flat=True)
+            for pk in cancelled:
+                if running[pk].cancel(pk):
+                    logger.info("job %s cancelled while executing", pk)
+
+    # -- leadership ---------------------------------------------------------------------------
+
+    def _take_lease(self) -> None:
+        now = timezone.now()
+        leader = self.engine.acquire_leadership(LEADER_NAME, self.name, now,
+                                                now + datetime.timedelta(seconds=LEASE))
+        if leader != self.is_leader:
+            self.is_leader = leader
+            logger.info("node %s %s leader", self.name, "became" if leader else "is no longer")
+            signals.leadership_changed.send(self, node=self.name, leader=leader)
+
+    def _leader_loop(self) -> None:
+        last_run: dict[str, float] = {}
+        last_lease = 0.0
+        while not self._stopping.wait(LEADER_TICK):
+            try:
+                if time.monotonic() - last_lease >= LEASE / 5:
+                    self._take_lease()
+                    last_lease = time.monotonic()
+                if self.is_leader:
+                    self._run_plugins(last_run)
+            except Exception:
+                logger.exception("node %s: leadership or plugin run failed; retrying",
+                                 self.name)
+                connections[self.engine.alias].close()
+                last_lease = 0.0
+        connections[self.engine.alias].close()
+
+    def _run_plugins(self, last_run: dict[str, float]) -> None:
+        for plugin in self.plugins:
+            if time.monotonic() - last_run.get(plugin.name, 0.0) < plugin.interval:
+                continue
+            started = time.monotonic()
+            result = plugin.run(self.engine, timezone.now())
+            last_run[plugin.name] = time.monotonic()
+            if signals.plugin_ran.receivers:
+                signals.plugin_ran.send_robust(plugin, plugin=plugin.name, result=result,
+                                               duration=time.monotonic() - started)
+            if any(v for k, v in result.items() if k != "queues"):
+                logger.debug("plugin %s: %s", plugin.name, result)
+

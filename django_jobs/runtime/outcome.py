@@ -1,0 +1,20 @@
+"""The result of one attempt, as the acker writes it."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to write for a finished attempt: the new ``state`` and other column ``changes``.
+
+    ``at`` is when the attempt ended. Completed jobs with no other change are written in bulk.
+    """
+
+    job_id: int
+    state: str
+    at: datetime.datetime
+    changes: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,156 @@
+"""A producer runs one queue on this node: fetch when there is room, execute, hand to acker.
+
+It wakes when a job of its queue finishes, when an insert is announced (NOTIFY, or an insert
+in this process), and every ``poll_interval`` as a safety net. Each fetch claims at most
+``limit - running`` jobs in one statement. Database errors are logged and retried with
+backoff; they never stop the producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connections
+from django.utils import timezone
+
+from ..engines import Engine
+from . import wakeup
+from .acker import Acker
+from .executor import execute, put_back
+from .interrupt import JobInterrupted, Running
+
+logger = logging.getLogger("django_jobs.producer")
+
+
+class Producer:
+    def __init__(self, *, engine: Engine, node: str, queue: str, limit: int, acker: Acker,
+                 poll_interval: float) -> None:
+        self.engine = engine
+        self.node = node
+        self.queue = queue
+        self.limit = limit
+        self.paused = False
+        self.acker = acker
+        self.poll_interval = poll_interval
+        self.uuid = uuid.uuid4()
+        self.started_at = timezone.now()
+        self.running: dict[int, Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._pool = self._new_pool(limit)
+        self._thread = threading.Thread(target=self._loop, name=f"django_jobs-{queue}",
+                                        daemon=True)
+
+    def _new_pool(self, size: int) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"django_jobs-{self.queue}")
+
+    # -- control ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        wakeup.register(self.queue, self.wake)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def scale(self, limit: int) -> None:
+        """Change the limit; a larger pool is made for new jobs, the old one drains."""
+        if limit == self.limit:
+            return
+        with self._lock:
+            if limit > self._pool._max_workers:
+                old, self._pool = self._pool, self._new_pool(limit)
+                old.shutdown(wait=False)
+            self.limit = limit
+        logger.info("queue %s scaled to %d on %s", self.queue, limit, self.node)
+        self.wake()
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            logger.info("queue %s paused on %s", self.queue, self.node)
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            logger.info("queue %s resumed on %s", self.queue, self.node)
+            self.wake()
+
+    def cancel(self, job_id: int) -> bool:
+        """Stop the executing job ``job_id`` if this producer runs it."""
+        from .interrupt import JobCancelled
+
+        running = self.running.get(job_id)
+        return running is not None and running.interrupt(JobCancelled)
+
+    # -- work ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._dispatch()
+                backoff = 0.1
+            except Exception:
+                logger.exception("queue %s: fetching jobs failed; retrying in %.1f s",
+                                 self.queue, backoff)
+                connections[self.engine.alias].close()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
+        connections[self.engine.alias].close()
+
+    def _dispatch(self) -> None:
+        if self.paused:
+            return
+        with self._lock:
+            demand = self.limit - len(self.running)
+        if demand <= 0:
+            return
+        jobs = self.engine.fetch_jobs(self.queue, demand, [self.node, str(self.uuid)],
+                                      timezone.now())
+        for job in jobs:
+            running = Running(job)
+            with self._lock:
+                self.running[job.pk] = running
+                pool = self._pool
+            pool.submit(self._execute, running)
+        if len(jobs) == demand:
+            self._wake.set()  # the queue may hold more: look again at once
+
+    def _execute(self, running: Running) -> None:
+        try:
+            outcome, _ = execute(running)
+        except JobInterrupted:  # delivered outside perform: treat as put back
+            outcome = put_back(running.job, timezone.now(), "Interrupted outside perform.")
+        except BaseException:
+            logger.exception("executing job %s crashed", running.job.pk)
+            outcome = put_back(running.job, timezone.now(), "The executor crashed.")
+        self.acker.push(outcome)
+        with self._lock:
+            self.running.pop(running.job.pk, None)
+        self._wake.set()
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def stop_fetching(self) -> None:
+        self._stopping = True
+        wakeup.unregister(self.queue, self.wake)
+        self._wake.set()
+        self._thread.join(5)
+
+    def interrupt_all(self, exc_type: type[JobInterrupted]) -> list[Running]:
+        """Interrupt every running job; return those that were."""
+        return [r for r in list(self.running.values()) if r.interrupt(exc_type)]
+
+    def shutdown_pool(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
