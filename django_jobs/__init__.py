@@ -15,6 +15,15 @@ from .worker import Cancel, Discard, Snooze, Worker
 __version__ = "0.1.0"
 
 _LAZY = {
+    "cancel_all_jobs": "django_jobs.control",
+    "cancel_job": "django_jobs.control",
+    "delete_all_jobs": "django_jobs.control",
+    "delete_job": "django_jobs.control",
+    "pause_queue": "django_jobs.control",
+    "resume_queue": "django_jobs.control",
+    "retry_all_jobs": "django_jobs.control",
+    "retry_job": "django_jobs.control",
+    "scale_queue": "django_jobs.control",
     "insert": "django_jobs.insert",
     "insert_all": "django_jobs.insert",
     "new_job": "django_jobs.build",
@@ -39,7 +48,16 @@ __all__ = [
     "UnknownOptionError",
     "Worker",
     "WorkerNotImportable",
+    "cancel_all_jobs",
+    "cancel_job",
+    "delete_all_jobs",
+    "delete_job",
     "insert",
     "insert_all",
     "new_job",
+    "pause_queue",
+    "resume_queue",
+    "retry_all_jobs",
+    "retry_job",
+    "scale_queue",
 ]

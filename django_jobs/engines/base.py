@@ -289,3 +289,8 @@ class Engine:
 
         queues = sorted(set(queues))
         transaction.on_commit(lambda: wake_local(queues), using=self.alias)
+
+    def announce(self, message: dict) -> None:
+        """Send a control message (pause, resume, scale, cancel) to every node at once.
+        Engines without LISTEN/NOTIFY leave it to the nodes' heartbeat, which reads the same
+        state from the database within a second."""

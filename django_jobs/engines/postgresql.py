@@ -16,6 +16,10 @@ from .base import FRESH_JOB, Engine
 if TYPE_CHECKING:
     from ..models import Job
 
+#: NOTIFY channels: inserted jobs (payload: queue name) and control messages (payload: JSON).
+INSERT_CHANNEL = "django_jobs_insert"
+CONTROL_CHANNEL = "django_jobs_control"
+
 #: SQL type of each kind of Job column, for casting parameters sent as text or arrays.
 _SQL_TYPES = {
     models.CharField: "text",
@@ -161,13 +165,21 @@ class PostgreSQLEngine(Engine):
         """, [queue, limit, now, attempted_by]
 
     #: Channel producers LISTEN on; the payload is the queue name.
-    channel = "django_jobs_insert"
+    channel = INSERT_CHANNEL
 
     def notify(self, queues: Sequence[str]) -> None:
         # NOTIFY is transactional: inside a transaction it is delivered at commit, and never
         # on rollback, so producers are only woken for jobs they can see.
         if not queues:
             return
+        self.connection.ensure_connection()
         with psycopg.Cursor(self.connection.connection) as cursor:
             cursor.execute("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q",
                            [self.channel, sorted(set(queues))])
+
+    def announce(self, message: dict) -> None:
+        import json
+
+        self.connection.ensure_connection()
+        with psycopg.Cursor(self.connection.connection) as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CONTROL_CHANNEL, json.dumps(message)])

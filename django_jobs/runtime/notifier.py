@@ -14,10 +14,9 @@ from collections.abc import Callable
 
 from django.db import connections
 
-logger = logging.getLogger("django_jobs.notifier")
+from ..engines.postgresql import CONTROL_CHANNEL, INSERT_CHANNEL
 
-INSERT_CHANNEL = "django_jobs_insert"
-CONTROL_CHANNEL = "django_jobs_control"
+logger = logging.getLogger("django_jobs.notifier")
 
 
 class Notifier:

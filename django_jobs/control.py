@@ -1,0 +1,122 @@
+"""Steering queues and jobs from anywhere: a shell, a view, the admin, ``manage.py jobs``.
+
+Queue state lives in the producer rows (one per queue per node): pausing, resuming and scaling
+update those rows, and every node applies its rows on its next heartbeat (about a second), or
+at once on PostgreSQL, where a control NOTIFY is sent too. ``node=`` limits an operation to
+one node; ``local=True`` to the nodes running in this process.
+
+Job operations act on the database and return how many jobs they changed; cancelling an
+executing job also stops it on the node that runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from .build import validate_queue
+from .engines import get_engine
+from .exceptions import InvalidJobError
+from .models import FINISHED_STATES, Job, JobState, Producer
+from .runtime import node as runtime_node
+
+
+def _producers(queue: str | None, node: str | None, local: bool) -> QuerySet:
+    engine = get_engine()
+    rows = Producer.objects.using(engine.alias)
+    if queue is not None:
+        rows = rows.filter(queue=validate_queue(queue))
+    if node is not None:
+        rows = rows.filter(node=node)
+    if local:
+        rows = rows.filter(uuid__in=[p.uuid for n in runtime_node.local_nodes
+                                     for p in n.producers.values()])
+    return rows
+
+
+def _announce(message: dict, local: bool) -> None:
+    """Apply ``message`` to the nodes of this process now, and to the others via NOTIFY."""
+    for node in list(runtime_node.local_nodes):
+        node.control(message)
+    if not local:
+        get_engine().announce(message)
+
+
+def pause_queue(queue: str, *, node: str | None = None, local: bool = False) -> int:
+    """Stop fetching new jobs of ``queue`` (running jobs finish). Returns producers changed."""
+    count = _producers(queue, node, local).update(paused=True)
+    _announce({"action": "pause", "queue": queue, "node": node}, local)
+    return count
+
+
+def resume_queue(queue: str, *, node: str | None = None, local: bool = False) -> int:
+    """Start fetching jobs of ``queue`` again. Returns producers changed."""
+    count = _producers(queue, node, local).update(paused=False)
+    _announce({"action": "resume", "queue": queue, "node": node}, local)
+    return count
+
+
+def scale_queue(queue: str, limit: int, *, node: str | None = None, local: bool = False) -> int:
+    """Run up to ``limit`` jobs of ``queue`` at once on each node. Returns producers changed."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidJobError(f"limit must be an integer of at least 1, not {limit!r}")
+    count = _producers(queue, node, local).update(limit=limit)
+    _announce({"action": "scale", "queue": queue, "limit": limit, "node": node}, local)
+    return count
+
+
+def _queryset(jobs: QuerySet | Iterable[int | Job]) -> QuerySet:
+    manager = Job.objects.using(get_engine().alias)
+    if isinstance(jobs, QuerySet):
+        return jobs.using(get_engine().alias)
+    return manager.filter(pk__in=[job.pk if isinstance(job, Job) else int(job) for job in jobs])
+
+
+def cancel_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
+    """Cancel jobs that have not finished; executing ones are stopped where they run."""
+    now = timezone.now()
+    with transaction.atomic(using=get_engine().alias):
+        pending = _queryset(jobs).exclude(state__in=FINISHED_STATES)
+        executing = list(pending.filter(state=JobState.EXECUTING).values_list("pk", flat=True))
+        count = pending.update(state=JobState.CANCELLED, cancelled_at=now)
+        for pk in executing:
+            _announce({"action": "cancel", "job_id": pk}, local=False)
+    return count
+
+
+def cancel_job(job: int | Job) -> bool:
+    return cancel_all_jobs([job]) == 1
+
+
+def retry_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
+    """Make finished, retryable or scheduled jobs available now (not executing ones).
+
+    A job out of attempts gets one more (``max_attempts`` is raised to ``attempt + 1``).
+    """
+    engine = get_engine()
+    with transaction.atomic(using=engine.alias):
+        retryable = _queryset(jobs).exclude(state__in=[JobState.AVAILABLE, JobState.EXECUTING])
+        queues = list(retryable.values_list("queue", flat=True).distinct())
+        count = retryable.update(
+            state=JobState.AVAILABLE, scheduled_at=timezone.now(),
+            max_attempts=Greatest(F("max_attempts"), F("attempt") + 1),
+            completed_at=None, cancelled_at=None, discarded_at=None)
+        engine.notify(queues)
+    return count
+
+
+def retry_job(job: int | Job) -> bool:
+    return retry_all_jobs([job]) == 1
+
+
+def delete_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
+    """Delete jobs that are not executing (cancel those first)."""
+    return _queryset(jobs).exclude(state=JobState.EXECUTING).delete()[0]
+
+
+def delete_job(job: int | Job) -> bool:
+    return delete_all_jobs([job]) == 1

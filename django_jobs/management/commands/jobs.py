@@ -1,0 +1,107 @@
+"""``manage.py jobs``: queue and job control, and live counts. Parsing only; the work is in
+:mod:`django_jobs.control`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count
+
+from ... import control
+from ...models import Job, JobState, Producer
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 1, not {value!r}")
+    return int(value)
+
+
+def job_id(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"job ids are integers, not {value!r}")
+    return int(value)
+
+
+class Command(BaseCommand):
+    help = "Control queues and jobs on every node, and show counts."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for name, text in (("pause", "stop fetching jobs of a queue"),
+                           ("resume", "fetch jobs of a paused queue again")):
+            p = sub.add_parser(name, help=text)
+            p.add_argument("queue")
+            p.add_argument("--node", help="Only on this node.")
+        p = sub.add_parser("scale", help="set how many jobs of a queue run at once per node")
+        p.add_argument("queue")
+        p.add_argument("limit", type=positive_int)
+        p.add_argument("--node", help="Only on this node.")
+        for name, text in (("cancel", "cancel jobs (stops executing ones)"),
+                           ("retry", "make jobs available again"),
+                           ("delete", "delete jobs that are not executing")):
+            p = sub.add_parser(name, help=text)
+            p.add_argument("ids", nargs="+", type=job_id, metavar="ID")
+        p = sub.add_parser("stats", help="jobs per queue and state, and the running producers")
+        p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
+                       help="Refresh every SECONDS (default 2) until interrupted.")
+
+    def handle(self, *args, action: str, **options) -> None:
+        if action in ("pause", "resume"):
+            changed = getattr(control, f"{action}_queue")(options["queue"],
+                                                          node=options["node"])
+            self._report(f"{action}d queue {options['queue']}", changed, "producer")
+        elif action == "scale":
+            changed = control.scale_queue(options["queue"], options["limit"],
+                                          node=options["node"])
+            self._report(f"scaled queue {options['queue']} to {options['limit']}", changed,
+                         "producer")
+        elif action in ("cancel", "retry", "delete"):
+            changed = getattr(control, f"{action}_all_jobs")(options["ids"])
+            self.stdout.write(f"{action}: {changed} of {len(options['ids'])} jobs changed")
+        else:
+            self._stats(options["watch"])
+
+    def _report(self, what: str, changed: int, noun: str) -> None:
+        if not changed:
+            self.stdout.write(f"{what}: no running {noun} of that queue now; nodes starting "
+                              f"later use their own settings")
+        else:
+            self.stdout.write(f"{what}: {changed} {noun}{'s' if changed != 1 else ''}")
+
+    def _stats(self, watch: float | None) -> None:
+        if watch is not None and watch <= 0:
+            raise CommandError("--watch needs a positive number of seconds")
+        try:
+            while True:
+                table = self._table()
+                if watch:
+                    self.stdout.write("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  ") + "\n")
+                self.stdout.write(table)
+                if not watch:
+                    return
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            pass
+
+    @staticmethod
+    def _table() -> str:
+        counts: dict[str, dict[str, int]] = {}
+        for row in Job.objects.values("queue", "state").annotate(n=Count("id")):
+            counts.setdefault(row["queue"], {})[row["state"]] = row["n"]
+        states = JobState.values
+        width = max([5, *(len(q) for q in counts)])
+        lines = ["queue".ljust(width) + "".join(s.rjust(11) for s in states)]
+        for queue in sorted(counts):
+            lines.append(queue.ljust(width) + "".join(
+                str(counts[queue].get(s, 0)).rjust(11) for s in states))
+        if not counts:
+            lines.append("(no jobs)")
+        lines.append("")
+        lines.append("producers: node / queue / limit / paused / last heartbeat")
+        for p in Producer.objects.order_by("queue", "node"):
+            lines.append(f"  {p.node} / {p.queue} / {p.limit} / {'yes' if p.paused else 'no'}"
+                         f" / {p.heartbeat_at:%H:%M:%S}")
+        return "\n".join(lines) + "\n"
