@@ -24,8 +24,8 @@ _LAZY = {
     "retry_all_jobs": "django_jobs.control",
     "retry_job": "django_jobs.control",
     "scale_queue": "django_jobs.control",
-    "insert": "django_jobs.insert",
-    "insert_all": "django_jobs.insert",
+    "insert": "django_jobs.insertion",
+    "insert_all": "django_jobs.insertion",
     "new_job": "django_jobs.build",
 }
 

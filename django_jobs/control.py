@@ -21,7 +21,7 @@ from django.utils import timezone
 from .build import validate_queue
 from .engines import get_engine
 from .exceptions import InvalidJobError
-from .models import FINISHED_STATES, Job, JobState, Producer
+from .models import FINISHED_STATES, Job, JobState, Producer, unique_key_after
 from .runtime import node as runtime_node
 
 
@@ -82,7 +82,8 @@ def cancel_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     with transaction.atomic(using=get_engine().alias):
         pending = _queryset(jobs).exclude(state__in=FINISHED_STATES)
         executing = list(pending.filter(state=JobState.EXECUTING).values_list("pk", flat=True))
-        count = pending.update(state=JobState.CANCELLED, cancelled_at=now)
+        count = pending.update(state=JobState.CANCELLED, cancelled_at=now,
+                               unique_key=unique_key_after(JobState.CANCELLED))
         for pk in executing:
             _announce({"action": "cancel", "job_id": pk}, local=False)
     return count
@@ -103,6 +104,7 @@ def retry_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
         queues = list(retryable.values_list("queue", flat=True).distinct())
         count = retryable.update(
             state=JobState.AVAILABLE, scheduled_at=timezone.now(),
+            unique_key=unique_key_after(JobState.AVAILABLE),
             max_attempts=Greatest(F("max_attempts"), F("attempt") + 1),
             completed_at=None, cancelled_at=None, discarded_at=None)
         engine.notify(queues)

@@ -3,7 +3,7 @@
 A unique job carries ``unique_key`` (a hash of the fields the option names) and
 ``unique_states`` (the states in which it blocks duplicates). The database derives
 ``unique_slot`` from them and a unique index on that column rejects a second slot holder,
-whatever the number of concurrent inserters. :mod:`django_jobs.insert` then applies ``period``
+whatever the number of concurrent inserters. :mod:`django_jobs.insertion` then applies ``period``
 and ``timestamp``: a holder found outside the new job's window gives up its slot.
 """
 

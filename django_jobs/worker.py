@@ -69,7 +69,7 @@ class Worker:
     @classmethod
     def enqueue(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Build and insert a job at once: ``insert(cls.new(args, **options))``."""
-        from .insert import insert
+        from .insertion import insert
 
         return insert(cls.new(args, **options))
 

@@ -1,5 +1,6 @@
 """Settings for the test suite. The database comes from DATABASE_URL (SQLite otherwise)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -21,8 +22,14 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # A file, not the in-memory default: tests with several threads or processes need one
-    # database that every connection sees.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # database that every connection sees. One file per run, so that runs never collide;
+    # DJANGO_JOBS_TEST_DB names it (subprocesses started by the tests inherit it).
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.setdefault(
+        "DJANGO_JOBS_TEST_DB", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))}
+else:
+    # Likewise one PostgreSQL test database per run unless DJANGO_JOBS_TEST_DB names one.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.setdefault(
+        "DJANGO_JOBS_TEST_DB", f"test_django_jobs_{os.getpid()}")}
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -1,15 +1,20 @@
-"""Pick the engine for a database alias, once per alias."""
+"""Pick the engine for a database alias, once per alias.
+
+Engine modules are imported on demand, so SQLite users never need psycopg installed.
+"""
 
 from __future__ import annotations
 
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from ..exceptions import ConfigurationError
 from .base import Engine
-from .postgresql import PostgreSQLEngine
-from .sqlite import SQLiteEngine
 
-ENGINES: dict[str, type[Engine]] = {e.vendor: e for e in (PostgreSQLEngine, SQLiteEngine)}
+ENGINES: dict[str, str] = {
+    "postgresql": "django_jobs.engines.postgresql.PostgreSQLEngine",
+    "sqlite": "django_jobs.engines.sqlite.SQLiteEngine",
+}
 _by_alias: dict[str, Engine] = {}
 
 
@@ -26,8 +31,8 @@ def get_engine(alias: str | None = None) -> Engine:
             raise ConfigurationError(
                 f"database {alias!r} is {vendor}; django_jobs supports "
                 f"{' and '.join(sorted(ENGINES))}")
-        engine = _by_alias[alias] = ENGINES[vendor](alias)
+        engine = _by_alias[alias] = import_string(ENGINES[vendor])(alias)
     return engine
 
 
-__all__ = ["Engine", "PostgreSQLEngine", "SQLiteEngine", "get_engine"]
+__all__ = ["Engine", "get_engine"]

@@ -159,7 +159,7 @@ class Engine:
         """
         from django.db import transaction
 
-        from ..models import Job, JobState
+        from ..models import Job, JobState, unique_key_after
 
         if not outcomes:
             return
@@ -171,16 +171,18 @@ class Engine:
                     completed.setdefault(outcome.at, []).append(outcome.job_id)
                 else:
                     jobs.filter(pk=outcome.job_id, state=JobState.EXECUTING).update(
-                        state=outcome.state, **outcome.changes)
+                        state=outcome.state, unique_key=unique_key_after(outcome.state),
+                        **outcome.changes)
             for at, ids in completed.items():
                 for start in range(0, len(ids), 500):
                     jobs.filter(pk__in=ids[start:start + 500], state=JobState.EXECUTING).update(
-                        state=JobState.COMPLETED, completed_at=at)
+                        state=JobState.COMPLETED, completed_at=at,
+                        unique_key=unique_key_after(JobState.COMPLETED))
 
     def stage_jobs(self, now, limit: int) -> list[str]:
         """Make scheduled and retryable jobs whose time has come available (uses the stage
         index); return the queues that got jobs, to wake their producers."""
-        from ..models import Job, JobState
+        from ..models import Job, JobState, unique_key_after
 
         jobs = Job.objects.using(self.alias)
         due = list(jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
@@ -191,7 +193,7 @@ class Engine:
         # The state filter again: a job cancelled between the two statements stays cancelled.
         jobs.filter(pk__in=[pk for pk, _ in due],
                     state__in=[JobState.SCHEDULED, JobState.RETRYABLE]).update(
-            state=JobState.AVAILABLE)
+            state=JobState.AVAILABLE, unique_key=unique_key_after(JobState.AVAILABLE))
         return sorted({queue for _, queue in due})
 
     def prune_jobs(self, before, limit: int) -> int:
@@ -221,7 +223,7 @@ class Engine:
         however long they run. Returns counts ``rescued`` and ``discarded``, and the ``queues``
         that got jobs back.
         """
-        from ..models import Job, JobState, Producer
+        from ..models import Job, JobState, Producer, unique_key_after
 
         live = {str(u) for u in Producer.objects.using(self.alias)
                 .filter(heartbeat_at__gte=dead_after).values_list("uuid", flat=True)}
@@ -243,6 +245,7 @@ class Engine:
                 changes.update(state=JobState.AVAILABLE)
                 rescued += 1
                 queues.add(queue)
+            changes["unique_key"] = unique_key_after(changes["state"])
             Job.objects.using(self.alias).filter(pk=pk, state=JobState.EXECUTING).update(**changes)
         return {"rescued": rescued, "discarded": discarded, "queues": sorted(queues)}
 

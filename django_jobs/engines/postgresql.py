@@ -11,6 +11,7 @@ import psycopg
 from django.db import models
 
 from ..jsonutil import dumps
+from ..models.job import STATE_BITS
 from .base import FRESH_JOB, Engine
 
 if TYPE_CHECKING:
@@ -159,10 +160,11 @@ class PostgreSQLEngine(Engine):
             )
             UPDATE django_jobs_job AS job
             SET state = 'executing', attempt = job.attempt + 1,
-                attempted_at = %s, attempted_by = %s::jsonb
+                attempted_at = %s, attempted_by = %s::jsonb,
+                unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END
             FROM next WHERE job.id = next.id
             RETURNING job.*
-        """, [queue, limit, now, attempted_by]
+        """, [queue, limit, now, attempted_by, STATE_BITS["executing"]]
 
     #: Channel producers LISTEN on; the payload is the queue name.
     channel = INSERT_CHANNEL

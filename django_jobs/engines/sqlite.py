@@ -1,5 +1,6 @@
 """SQLite: one writer at a time (immediate transactions), no NOTIFY, polling."""
 
+from ..models.job import STATE_BITS
 from .base import Engine
 
 
@@ -23,7 +24,8 @@ class SQLiteEngine(Engine):
         # walks the partial fetch index (state = 'available').
         return """
             UPDATE django_jobs_job
-            SET state = 'executing', attempt = attempt + 1, attempted_at = %s, attempted_by = %s
+            SET state = 'executing', attempt = attempt + 1, attempted_at = %s, attempted_by = %s,
+                unique_key = CASE WHEN (unique_states & %s) > 0 THEN unique_key END
             WHERE id IN (
                 SELECT id FROM django_jobs_job
                 WHERE state = 'available' AND queue = %s
@@ -31,4 +33,4 @@ class SQLiteEngine(Engine):
                 LIMIT %s
             )
             RETURNING *
-        """, [now, attempted_by, queue, limit]
+        """, [now, attempted_by, STATE_BITS["executing"], queue, limit]

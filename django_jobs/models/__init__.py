@@ -1,5 +1,6 @@
-from .job import FINISHED_STATES, STATE_BITS, Job, JobState
+from .job import FINISHED_STATES, STATE_BITS, Job, JobState, unique_key_after
 from .peer import Peer
 from .producer import Producer
 
-__all__ = ["FINISHED_STATES", "STATE_BITS", "Job", "JobState", "Peer", "Producer"]
+__all__ = ["FINISHED_STATES", "STATE_BITS", "Job", "JobState", "Peer", "Producer",
+           "unique_key_after"]

@@ -40,6 +40,19 @@ def _state_bit() -> Case:
                 default=Value(0))
 
 
+def unique_key_after(state: str) -> Case:
+    """The value ``unique_key`` takes when a job moves to ``state``: kept while ``state`` is one
+    of the job's unique states, NULL otherwise.
+
+    Every statement that changes ``state`` sets ``unique_key`` to this, so a job gives up its
+    unique slot for good when it leaves its unique states, and can never collide with another
+    holder when it comes back (a retry, a snooze).
+    """
+    return Case(When(GreaterThan(F("unique_states").bitand(Value(STATE_BITS[state])), 0),
+                     then=F("unique_key")), default=None,
+                output_field=models.CharField(max_length=64, null=True))
+
+
 class Job(models.Model):
     """A unit of work for a worker, with its whole history.
 

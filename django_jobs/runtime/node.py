@@ -33,13 +33,13 @@ from ..plugins.pruner import Pruner
 from ..plugins.stager import Stager
 from .acker import Acker
 from .executor import put_back
-from .interrupt import NodeShutdown
-from .notifier import Notifier
+from .interrupt import JobTimeout, NodeShutdown
 from .producer import Producer
 
 logger = logging.getLogger("django_jobs.node")
 
 HEARTBEAT = 1.0
+WATCHDOG_TICK = 0.05
 LEADER_TICK = 0.5
 LEASE = 10.0
 LEADER_NAME = "django_jobs"
@@ -69,8 +69,11 @@ class Node:
                         Pruner(pruner.get("max_age", 7 * 86400), pruner.get("limit", 10_000))
                         ] if plugins else []
         self.is_leader = False
-        self.notifier = (Notifier(self.engine.alias, self._on_insert, self.control)
-                         if self.engine.has_listen_notify else None)
+        self.notifier = None
+        if self.engine.has_listen_notify:
+            from .notifier import Notifier
+
+            self.notifier = Notifier(self.engine.alias, self._on_insert, self.control)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -88,6 +91,7 @@ class Node:
         if self.notifier:
             self.notifier.start()
         self._spawn(self._heartbeat_loop, "heartbeat")
+        self._spawn(self._watchdog_loop, "watchdog")
         if self.plugins:
             self._take_lease()
             self._spawn(self._leader_loop, "leader")
@@ -174,6 +178,17 @@ class Node:
                 producer.resume()
             elif action == "scale":
                 producer.scale(int(message["limit"]))
+
+    # -- timeouts -----------------------------------------------------------------------------
+
+    def _watchdog_loop(self) -> None:
+        """Stop jobs that run past their ``timeout`` (checked every WATCHDOG_TICK s)."""
+        while not self._stopping.wait(WATCHDOG_TICK):
+            now = time.monotonic()
+            for producer in self.producers.values():
+                for running in list(producer.running.values()):
+                    if running.deadline is not None and now >= running.deadline:
+                        running.interrupt(JobTimeout)
 
     # -- heartbeat ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from django.db import connections
 
-from ..engines.postgresql import CONTROL_CHANNEL, INSERT_CHANNEL
+from ..engines.postgresql import CONTROL_CHANNEL, INSERT_CHANNEL  # only used on PostgreSQL
 
 logger = logging.getLogger("django_jobs.notifier")
 

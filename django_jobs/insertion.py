@@ -15,7 +15,7 @@ from .build import resolve_worker
 from .engines import Engine, get_engine
 from .engines.base import FRESH_JOB
 from .exceptions import InvalidJobError, JobsError
-from .models import Job
+from .models import STATE_BITS, Job
 from .unique import UniqueSpec
 
 #: Rounds of "insert, else look at the holder" before a unique insert gives up. Each round
@@ -58,19 +58,56 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
         if getattr(job, "_scheduled_now", False):
             job.scheduled_at = now
     plain = [job for job in jobs if job.unique_key is None]
-    unique = [job for job in jobs if job.unique_key is not None]
+    # A unique job starting in one of its unique states takes the slot; one starting outside
+    # them (say, available with states "scheduled") only looks for a duplicate holder.
+    takers = [job for job in jobs if job.unique_key is not None
+              and job.unique_states & STATE_BITS[job.state]]
+    lookers = [job for job in jobs if job.unique_key is not None
+               and not job.unique_states & STATE_BITS[job.state]]
     results = {id(job): job for job in jobs}
     if len(jobs) == 1 and plain:
         engine.insert_jobs(plain)  # one statement, atomic by itself
-    else:
-        with transaction.atomic(using=engine.alias):
-            engine.insert_jobs(plain)
-            if unique:
-                engine.insert_jobs(unique, skip_conflicts=True)
-                for job in unique:
-                    if job.pk is None:
-                        results[id(job)] = _settle_conflict(engine, job, now)
+        return plain
+    with transaction.atomic(using=engine.alias):
+        engine.insert_jobs(plain)
+        if takers:
+            engine.insert_jobs(takers, skip_conflicts=True)
+            for job in takers:
+                if job.pk is None:
+                    results[id(job)] = _settle_conflict(engine, job, now)
+        if lookers:
+            to_insert = []
+            for job in lookers:
+                holder = _duplicate_holder(engine, job, now)
+                if holder is not None:
+                    results[id(job)] = holder
+                else:
+                    job.unique_key = None  # it never holds the slot (see unique_key_after)
+                    to_insert.append(job)
+            engine.insert_jobs(to_insert)
     return [results[id(job)] for job in jobs]
+
+
+def _duplicate_holder(engine: Engine, job: Job, now) -> Job | None:
+    """The job holding ``job``'s key, if it is a duplicate by ``job``'s rules."""
+    spec: UniqueSpec = getattr(job, "_unique", None) or UniqueSpec()
+    holder = Job.objects.using(engine.alias).filter(unique_slot=job.unique_key).first()
+    if holder is None or not spec.is_duplicate(holder.state, getattr(holder, spec.timestamp),
+                                               now):
+        return None
+    _replace(engine, holder, job)
+    holder.conflict = True
+    return holder
+
+
+def _replace(engine: Engine, holder: Job, job: Job) -> None:
+    """Apply ``job``'s ``replace`` option to the duplicate ``holder`` (in the database too)."""
+    fields = (getattr(job, "_replace", None) or {}).get(holder.state, ())
+    if fields:
+        changes = {name: getattr(job, name) for name in fields}
+        Job.objects.using(engine.alias).filter(pk=holder.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(holder, name, value)
 
 
 def _settle_conflict(engine: Engine, job: Job, now) -> Job:
@@ -82,7 +119,6 @@ def _settle_conflict(engine: Engine, job: Job, now) -> Job:
     by the unique index, never by timing, so at most one job holds a key at any time.
     """
     spec: UniqueSpec = getattr(job, "_unique", None) or UniqueSpec()
-    replace = getattr(job, "_replace", None) or {}
     jobs = Job.objects.using(engine.alias)
     for _ in range(UNIQUE_ROUNDS):
         # Lock the holder (PostgreSQL) so a replace or a release acts on the row we judged.
@@ -93,12 +129,7 @@ def _settle_conflict(engine: Engine, job: Job, now) -> Job:
                 return job
             continue
         if spec.is_duplicate(holder.state, getattr(holder, spec.timestamp), now):
-            fields = replace.get(holder.state, ())
-            if fields:
-                changes = {name: getattr(job, name) for name in fields}
-                jobs.filter(pk=holder.pk).update(**changes)
-                for name, value in changes.items():
-                    setattr(holder, name, value)
+            _replace(engine, holder, job)
             holder.conflict = True
             return holder
         jobs.filter(pk=holder.pk, unique_key=job.unique_key).update(unique_key=None)
