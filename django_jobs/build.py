@@ -56,7 +56,7 @@ def validate_priority(priority: Any) -> int:
 def validate_max_attempts(max_attempts: Any) -> int:
     if (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
             or not 1 <= max_attempts <= 32767):
-        raise InvalidJobError(f"max_attempts must be an integer of at least 1, "
+        raise InvalidJobError(f"max_attempts must be an integer from 1 to 32767, "
                               f"not {max_attempts!r}")
     return max_attempts
 

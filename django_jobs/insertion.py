@@ -60,8 +60,10 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     plain = [job for job in jobs if job.unique_key is None]
     # A unique job starting in one of its unique states takes the slot; one starting outside
     # them (say, available with states "scheduled") only looks for a duplicate holder.
-    takers = [job for job in jobs if job.unique_key is not None
-              and job.unique_states & STATE_BITS[job.state]]
+    # Sorted by key: concurrent insert_all calls then wait on each other's keys in one order,
+    # never in a cycle (which PostgreSQL would end with a deadlock error).
+    takers = sorted((job for job in jobs if job.unique_key is not None
+                     and job.unique_states & STATE_BITS[job.state]), key=lambda j: j.unique_key)
     lookers = [job for job in jobs if job.unique_key is not None
                and not job.unique_states & STATE_BITS[job.state]]
     results = {id(job): job for job in jobs}

@@ -117,7 +117,10 @@ def parse_unique(value: Any) -> UniqueSpec | None:
     fields = _names(value.get("fields", spec.fields), FIELDS, "unique fields")
     if not fields:
         raise InvalidJobError("unique fields must name at least one of " + ", ".join(FIELDS))
-    keys = tuple(value.get("keys", ()))
+    keys = value.get("keys", ())
+    if isinstance(keys, str) or not isinstance(keys, (list, tuple)):
+        raise InvalidJobError(f"unique keys must be a list of strings, not {keys!r}")
+    keys = tuple(keys)
     if not all(isinstance(k, str) for k in keys):
         raise InvalidJobError(f"unique keys must be strings, not {keys!r}")
     if keys and not {"args", "meta"} & set(fields):
