@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "QUEUES": {"default": 10},
     # Name of this node in attempted_by and the producer table; None means the host name.
     "NODE": None,
+    # Seconds running jobs get to finish when runjobs is stopped (SIGTERM/SIGINT).
+    "GRACE_PERIOD": 15.0,
+    # Seconds without a producer heartbeat after which the lifeline rescues its jobs.
+    "RESCUE_AFTER": 15.0,
     # Pruning of finished jobs by the leader: age in seconds, rows deleted per pass.
     "PRUNER": {"max_age": 7 * 24 * 3600, "limit": 10_000},
     # Static cron entries: (expression, worker path[, options]).

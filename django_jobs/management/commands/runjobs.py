@@ -55,14 +55,18 @@ class Command(BaseCommand):
                                            "host name).")
         parser.add_argument("--no-plugins", action="store_true",
                             help="Never become leader: no stager, pruner or lifeline here.")
-        parser.add_argument("--grace", type=positive_float, default=15.0,
-                            help="Seconds running jobs get to finish on SIGTERM (default 15).")
+        parser.add_argument("--grace", type=positive_float, default=None,
+                            help="Seconds running jobs get to finish on SIGTERM (default: "
+                                 "DJANGO_JOBS['GRACE_PERIOD'], 15).")
+        parser.add_argument("--rescue-after", type=positive_float, default=None,
+                            help="Seconds without a heartbeat after which another node's jobs "
+                                 "are rescued (default: DJANGO_JOBS['RESCUE_AFTER'], 15).")
         parser.add_argument("--stop-when-empty", action="store_true",
                             help="Exit once the queues have no available, scheduled or "
                                  "executing jobs left (demos and scripts).")
 
-    def handle(self, *args, queues=None, node=None, no_plugins=False, grace=15.0,
-               stop_when_empty=False, verbosity=1, **options) -> None:
+    def handle(self, *args, queues=None, node=None, no_plugins=False, grace=None,
+               rescue_after=None, stop_when_empty=False, verbosity=1, **options) -> None:
         from ...runtime.node import Node
 
         if jobs_settings.TESTING == "manual":
@@ -71,8 +75,11 @@ class Command(BaseCommand):
         if not queue_limits:
             raise CommandError("no queues to run: set DJANGO_JOBS['QUEUES'] or pass --queue")
         self._configure_logging(verbosity)
-        node_obj = Node(queues=queue_limits, name=node or jobs_settings.NODE,
-                        plugins=not no_plugins, grace=grace, pruner=jobs_settings.PRUNER)
+        node_obj = Node(
+            queues=queue_limits, name=node or jobs_settings.NODE, plugins=not no_plugins,
+            grace=jobs_settings.GRACE_PERIOD if grace is None else grace,
+            rescue_after=jobs_settings.RESCUE_AFTER if rescue_after is None else rescue_after,
+            pruner=jobs_settings.PRUNER)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
