@@ -43,7 +43,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         errors.append(Error("django_jobs needs USE_TZ = True: job times are stored in UTC.",
                             id="django_jobs.E005"))
     errors += _check_pruner(jobs_settings.PRUNER)
-    for key, minimum in (("GRACE_PERIOD", 0.0), ("RESCUE_AFTER", 5.0)):
+    for key, minimum in (("GRACE_PERIOD", 0.0), ("RESCUE_AFTER", 3.0)):
         value = getattr(jobs_settings, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
             errors.append(Error(f"{SETTING_NAME}[{key!r}] must be a number of seconds of at "

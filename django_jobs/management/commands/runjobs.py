@@ -43,6 +43,17 @@ def positive_float(value: str) -> float:
     return number
 
 
+def rescue_delay(value: str) -> float:
+    """argparse type for --rescue-after: long enough that live nodes (heartbeat every second)
+    are never mistaken for dead ones."""
+    seconds = positive_float(value)
+    if seconds < 3:
+        raise argparse.ArgumentTypeError(
+            f"--rescue-after must be at least 3 seconds (nodes heartbeat every second), "
+            f"not {value!r}")
+    return seconds
+
+
 class Command(BaseCommand):
     help = "Run background jobs: the queues of DJANGO_JOBS['QUEUES'] (or --queue) on this node."
 
@@ -58,7 +69,7 @@ class Command(BaseCommand):
         parser.add_argument("--grace", type=positive_float, default=None,
                             help="Seconds running jobs get to finish on SIGTERM (default: "
                                  "DJANGO_JOBS['GRACE_PERIOD'], 15).")
-        parser.add_argument("--rescue-after", type=positive_float, default=None,
+        parser.add_argument("--rescue-after", type=rescue_delay, default=None,
                             help="Seconds without a heartbeat after which another node's jobs "
                                  "are rescued (default: DJANGO_JOBS['RESCUE_AFTER'], 15).")
         parser.add_argument("--stop-when-empty", action="store_true",
