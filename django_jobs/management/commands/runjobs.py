@@ -73,8 +73,9 @@ class Command(BaseCommand):
                             help="Seconds without a heartbeat after which another node's jobs "
                                  "are rescued (default: DJANGO_JOBS['RESCUE_AFTER'], 15).")
         parser.add_argument("--stop-when-empty", action="store_true",
-                            help="Exit once the queues have no available, scheduled or "
-                                 "executing jobs left (demos and scripts).")
+                            help="Exit once the queues have no job available or executing, "
+                                 "and none scheduled or retryable within the next minute "
+                                 "(demos and scripts).")
 
     def handle(self, *args, queues=None, node=None, no_plugins=False, grace=None,
                rescue_after=None, stop_when_empty=False, verbosity=1, **options) -> None:
@@ -118,12 +119,18 @@ class Command(BaseCommand):
 
     @staticmethod
     def _drained(queues) -> bool:
+        import datetime
+
+        from django.db.models import Q
+        from django.utils import timezone
+
         from ...models import Job, JobState
 
+        soon = timezone.now() + datetime.timedelta(seconds=60)
         return not Job.objects.filter(
-            queue__in=list(queues),
-            state__in=[JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING,
-                       JobState.RETRYABLE]).exists()
+            Q(state__in=[JobState.AVAILABLE, JobState.EXECUTING])
+            | Q(state__in=[JobState.SCHEDULED, JobState.RETRYABLE], scheduled_at__lte=soon),
+            queue__in=list(queues)).exists()
 
     @staticmethod
     def _configure_logging(verbosity: int) -> None:
