@@ -164,20 +164,26 @@ class Engine:
         if not outcomes:
             return
         jobs = Job.objects.using(self.alias)
-        completed: dict = {}
+        completed = [o for o in outcomes if o.state == JobState.COMPLETED and not o.changes]
         with transaction.atomic(using=self.alias):
             for outcome in outcomes:
-                if outcome.state == JobState.COMPLETED and not outcome.changes:
-                    completed.setdefault(outcome.at, []).append(outcome.job_id)
-                else:
+                if outcome.state != JobState.COMPLETED or outcome.changes:
                     jobs.filter(pk=outcome.job_id, state=JobState.EXECUTING).update(
                         state=outcome.state, unique_key=unique_key_after(outcome.state),
                         **outcome.changes)
-            for at, ids in completed.items():
-                for start in range(0, len(ids), 500):
-                    jobs.filter(pk__in=ids[start:start + 500], state=JobState.EXECUTING).update(
-                        state=JobState.COMPLETED, completed_at=at,
-                        unique_key=unique_key_after(JobState.COMPLETED))
+            for start in range(0, len(completed), 500):
+                self.complete_jobs(completed[start:start + 500])
+
+    def complete_jobs(self, outcomes: Sequence[Outcome]) -> None:
+        """Mark executing jobs completed, each at its own time, in one statement."""
+        from django.db.models import Case, Value, When
+
+        from ..models import Job, JobState, unique_key_after
+
+        Job.objects.using(self.alias).filter(
+            pk__in=[o.job_id for o in outcomes], state=JobState.EXECUTING).update(
+            state=JobState.COMPLETED, unique_key=unique_key_after(JobState.COMPLETED),
+            completed_at=Case(*(When(pk=o.job_id, then=Value(o.at)) for o in outcomes)))
 
     def stage_jobs(self, now, limit: int) -> list[str]:
         """Make scheduled and retryable jobs whose time has come available (uses the stage

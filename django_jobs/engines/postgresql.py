@@ -16,6 +16,7 @@ from .base import FRESH_JOB, Engine
 
 if TYPE_CHECKING:
     from ..models import Job
+    from ..runtime.outcome import Outcome
 
 #: NOTIFY channels: inserted jobs (payload: queue name) and control messages (payload: JSON).
 INSERT_CHANNEL = "django_jobs_insert"
@@ -185,3 +186,16 @@ class PostgreSQLEngine(Engine):
         self.connection.ensure_connection()
         with psycopg.Cursor(self.connection.connection) as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CONTROL_CHANNEL, json.dumps(message)])
+
+    def complete_jobs(self, outcomes: Sequence[Outcome]) -> None:
+        # One statement for the whole batch, ids and times as two array parameters
+        # (server-side binding): the ORM would splice an IN list and a CASE into the SQL text.
+        self.connection.ensure_connection()
+        with psycopg.Cursor(self.connection.connection) as cursor:
+            cursor.execute(
+                "UPDATE django_jobs_job AS job SET state = 'completed', completed_at = done.at, "
+                "unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END "
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS done(id, at) "
+                "WHERE job.id = done.id AND job.state = 'executing'",
+                [STATE_BITS["completed"], [o.job_id for o in outcomes],
+                 [o.at for o in outcomes]])
