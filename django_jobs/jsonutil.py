@@ -45,14 +45,40 @@ def round_trip(value: Any, what: str) -> Any:
     try:
         text = dumps(value)
     except (TypeError, ValueError) as exc:
-        bad = _find_unserialisable(value, what)
+        bad = _find_unserialisable(value, what, set())
         detail = bad or str(exc)
         raise InvalidJobError(f"{what} must be JSON serialisable: {detail}") from None
+    if "\\u0000" in text:
+        # PostgreSQL's jsonb cannot store NUL; refuse it on every engine alike.
+        raise InvalidJobError(f"{what} must not contain NUL characters (\\x00): "
+                              f"{_find_nul(json.loads(text), what)} holds one")
     return json.loads(text)
 
 
-def _find_unserialisable(value: Any, path: str) -> str | None:
+def _find_nul(value: Any, path: str) -> str:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"a key of {path}"
+            found = _find_nul(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(value, str) and "\x00" in value:
+        return path
+    return ""
+
+
+def _find_unserialisable(value: Any, path: str, seen: set[int]) -> str | None:
     """Depth-first search for the first value ``dumps`` rejects; describe it, or return None."""
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            return f"{path} is a circular reference"
+        seen = seen | {id(value)}
     if isinstance(value, float):
         if math.isfinite(value):
             return None
@@ -63,13 +89,13 @@ def _find_unserialisable(value: Any, path: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, (str, int, float, bool, type(None))):
                 return f"{path} has a key {key!r} of type {type(key).__name__}"
-            found = _find_unserialisable(item, f"{path}[{key!r}]")
+            found = _find_unserialisable(item, f"{path}[{key!r}]", seen)
             if found:
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _find_unserialisable(item, f"{path}[{index}]")
+            found = _find_unserialisable(item, f"{path}[{index}]", seen)
             if found:
                 return found
         return None

@@ -126,6 +126,10 @@ def parse_unique(value: Any) -> UniqueSpec | None:
     if keys and not {"args", "meta"} & set(fields):
         raise InvalidJobError("unique keys need 'args' or 'meta' in unique fields")
     states = parse_states(value.get("states", "successful"))
+    if not states & {JobState.AVAILABLE, JobState.SCHEDULED}:
+        raise InvalidJobError(
+            f"unique states {sorted(states)} must include 'available' or 'scheduled': a job "
+            f"holds its unique slot from its insert for as long as it stays in these states")
     timestamp = value.get("timestamp", spec.timestamp)
     if timestamp not in TIMESTAMPS:
         raise InvalidJobError(f"unique timestamp must be one of {', '.join(TIMESTAMPS)}, "

@@ -86,7 +86,8 @@ class PostgreSQLEngine(Engine):
         if not jobs:
             return
         self.connection.ensure_connection()
-        with psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, \
+                psycopg.Cursor(self.connection.connection) as cursor:
             if skip_conflicts:
                 for start in range(0, len(jobs), self.insert_chunk):
                     part = jobs[start:start + self.insert_chunk]
@@ -176,7 +177,8 @@ class PostgreSQLEngine(Engine):
         if not queues:
             return
         self.connection.ensure_connection()
-        with psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, \
+                psycopg.Cursor(self.connection.connection) as cursor:
             cursor.execute("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q",
                            [self.channel, sorted(set(queues))])
 
@@ -184,14 +186,16 @@ class PostgreSQLEngine(Engine):
         import json
 
         self.connection.ensure_connection()
-        with psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, \
+                psycopg.Cursor(self.connection.connection) as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CONTROL_CHANNEL, json.dumps(message)])
 
     def complete_jobs(self, outcomes: Sequence[Outcome]) -> None:
         # One statement for the whole batch, ids and times as two array parameters
         # (server-side binding): the ORM would splice an IN list and a CASE into the SQL text.
         self.connection.ensure_connection()
-        with psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, \
+                psycopg.Cursor(self.connection.connection) as cursor:
             cursor.execute(
                 "UPDATE django_jobs_job AS job SET state = 'completed', completed_at = done.at, "
                 "unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END "

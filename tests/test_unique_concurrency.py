@@ -1,0 +1,270 @@
+"""Unique jobs under concurrent inserts: the database, not timing, keeps one slot holder.
+
+Every inserter has its own connection (a thread, or a forked process) and all of them start
+at once from a barrier; each holds its transaction open a little after inserting so that the
+others really run into its uncommitted row.
+"""
+
+import datetime
+import multiprocessing
+import threading
+import time
+import unittest
+
+from django.db import connection, connections, transaction
+from django.test import TransactionTestCase
+from django.utils import timezone
+
+import django_jobs
+from django_jobs.models import Job
+
+from .workers import UniqueByEmailWorker, UniqueWorker
+
+THREADS = 10
+ROUNDS = 3
+HOLD = 0.02  # seconds a transaction stays open after its insert
+
+
+def race(count, target, prepare=None):
+    """Run ``target(i)`` in ``count`` threads released together; return the results in order.
+
+    With ``prepare``, each thread first computes ``prepare(i)`` and the barrier releases
+    ``target(i, prepared)``, so that slow set-up does not spread the start times. Each thread
+    uses (and at the end closes) its own database connection. Any exception in a thread is
+    re-raised here.
+    """
+    barrier = threading.Barrier(count)
+    results = [None] * count
+    errors = []
+
+    def run(index):
+        try:
+            if prepare is None:
+                barrier.wait(timeout=30)
+                results[index] = target(index)
+            else:
+                prepared = prepare(index)
+                barrier.wait(timeout=30)
+                results[index] = target(index, prepared)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if any(thread.is_alive() for thread in threads):
+        raise AssertionError("an inserter thread did not finish")
+    if errors:
+        raise errors[0]
+    return results
+
+
+def insert_in_transaction(worker, args, **options):
+    with transaction.atomic():
+        job = worker.enqueue(args, **options)
+        time.sleep(HOLD)
+    return job.pk, job.conflict
+
+
+class ThreadedUniqueInsertTests(TransactionTestCase):
+    def assertOneWinner(self, results, args):
+        ids = {pk for pk, _ in results}
+        self.assertEqual(len(ids), 1, results)
+        self.assertEqual(sorted(conflict for _, conflict in results),
+                         [False] + [True] * (len(results) - 1), results)
+        rows = list(Job.objects.filter(args=args).values_list("id", flat=True))
+        self.assertEqual(rows, list(ids))
+
+    def test_same_unique_job_from_many_threads_in_transactions(self):
+        for round_ in range(ROUNDS):
+            with self.subTest(round=round_):
+                args = {"id": round_}
+                results = race(THREADS, lambda i, a=args: insert_in_transaction(UniqueWorker, a))
+                self.assertOneWinner(results, args)
+        self.assertEqual(Job.objects.count(), ROUNDS)
+
+    def test_same_unique_job_from_many_threads_in_autocommit(self):
+        for round_ in range(ROUNDS):
+            with self.subTest(round=round_):
+                args = {"id": round_}
+
+                def target(i, args=args):
+                    job = UniqueWorker.enqueue(args)
+                    return job.pk, job.conflict
+
+                self.assertOneWinner(race(THREADS, target), args)
+
+    def test_expired_holder_is_replaced_by_exactly_one_job(self):
+        for round_ in range(ROUNDS):
+            with self.subTest(round=round_):
+                args = {"id": round_}
+                old = UniqueWorker.enqueue(args)
+                Job.objects.filter(pk=old.pk).update(
+                    inserted_at=timezone.now() - datetime.timedelta(hours=1))
+                results = race(THREADS,
+                               lambda i, a=args: insert_in_transaction(UniqueWorker, a))
+                ids = {pk for pk, _ in results}
+                self.assertEqual(len(ids), 1, results)
+                self.assertNotIn(old.pk, ids)
+                self.assertEqual(sum(not conflict for _, conflict in results), 1)
+                self.assertEqual(Job.objects.filter(args=args).count(), 2)
+                holders = Job.objects.filter(args=args, unique_slot__isnull=False)
+                self.assertEqual(list(holders.values_list("id", flat=True)), list(ids))
+
+    def test_concurrent_replace_keeps_one_job(self):
+        email = {"email": "race@example.com"}
+        UniqueByEmailWorker.enqueue({**email, "n": -1}, schedule_in=60)
+        built_times = {}
+
+        def target(i):
+            job = UniqueByEmailWorker.new({**email, "n": i}, schedule_in=120 + i)
+            built_times[i] = job.scheduled_at
+            with transaction.atomic():
+                returned = django_jobs.insert(job)
+                time.sleep(HOLD)
+            return returned.pk, returned.conflict
+
+        results = race(THREADS, target)
+        self.assertTrue(all(conflict for _, conflict in results))
+        self.assertEqual(len({pk for pk, _ in results}), 1)
+        row = Job.objects.get()
+        # One writer's values won, whole: args and scheduled_at from the same insert.
+        n = row.args["n"]
+        self.assertIn(n, range(THREADS))
+        self.assertEqual(row.scheduled_at, built_times[n])
+
+    def test_overlapping_insert_all_from_many_threads(self):
+        # Every thread inserts the same keys, in the same order, in one insert_all each.
+        for round_ in range(ROUNDS):
+            with self.subTest(round=round_):
+                keys = [f"{round_}-{k}" for k in range(30)]
+
+                def target(i, keys=keys):
+                    with transaction.atomic():
+                        jobs = django_jobs.insert_all([UniqueWorker.new({"k": k})
+                                                       for k in keys])
+                        time.sleep(HOLD)
+                    return {job.args["k"]: (job.pk, job.conflict) for job in jobs}
+
+                results = race(8, target)
+                by_key = dict(Job.objects.filter(args__k__in=keys)
+                              .values_list("args__k", "id"))
+                self.assertEqual(len(by_key), len(keys))
+                for mapping in results:
+                    self.assertEqual({k: pk for k, (pk, _) in mapping.items()}, by_key)
+                for key in keys:
+                    self.assertEqual(sum(not m[key][1] for m in results), 1, key)
+
+    def test_overlapping_insert_all_in_opposite_orders(self):
+        # Two batches sharing keys in opposite orders must not each wait for a row the other
+        # inserted (PostgreSQL would end that cycle with "deadlock detected").
+        # Made deterministic: a third transaction holds the middle key, both batches insert
+        # up to it from opposite ends and wait; then it rolls back and they carry on into each
+        # other's rows.
+        keys = list(range(200))
+        middle = {"k": 100}
+        holding, release = threading.Event(), threading.Event()
+        errors, results = [], {}
+
+        def hold_middle():
+            try:
+                with transaction.atomic():
+                    UniqueWorker.enqueue(middle)
+                    holding.set()
+                    release.wait(timeout=30)
+                    transaction.set_rollback(True)
+            finally:
+                connection.close()
+
+        def batch(name, order):
+            jobs = [UniqueWorker.new({"k": k}) for k in order]
+            try:
+                with transaction.atomic():
+                    results[name] = {j.args["k"]: j.pk for j in django_jobs.insert_all(jobs)}
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        holder = threading.Thread(target=hold_middle, daemon=True)
+        holder.start()
+        self.assertTrue(holding.wait(timeout=30))
+        threads = [threading.Thread(target=batch, args=("up", keys), daemon=True),
+                   threading.Thread(target=batch, args=("down", keys[::-1]), daemon=True)]
+        for thread in threads:
+            thread.start()
+        wait_for_blocked_sessions(2)
+        release.set()
+        for thread in [holder, *threads]:
+            thread.join(timeout=60)
+            self.assertFalse(thread.is_alive())
+        if errors:
+            raise errors[0]
+        self.assertEqual(Job.objects.count(), len(keys))
+        by_key = dict(Job.objects.values_list("args__k", "id"))
+        self.assertEqual(results["up"], by_key)
+        self.assertEqual(results["down"], by_key)
+
+
+def wait_for_blocked_sessions(count, timeout=10.0):
+    """Wait until ``count`` other sessions wait for a lock (PostgreSQL), or a moment (SQLite,
+    where a writer waiting for the write lock is not visible to other connections)."""
+    if connection.vendor != "postgresql":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                           "'Lock' AND datname = current_database()")
+            if cursor.fetchone()[0] >= count:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"{count} sessions never blocked")
+
+
+def _process_insert(barrier, queue, args):
+    """Body of one inserting process (forked: inherits settings and the test database)."""
+    try:
+        barrier.wait(timeout=30)
+        with transaction.atomic():
+            job = UniqueWorker.enqueue(args)
+            time.sleep(HOLD)
+        queue.put((job.pk, job.conflict))
+    except BaseException as exc:
+        queue.put(("error", repr(exc)))
+    finally:
+        connections.close_all()
+
+
+@unittest.skipUnless("fork" in multiprocessing.get_all_start_methods(), "needs fork()")
+class ProcessUniqueInsertTests(TransactionTestCase):
+    PROCESSES = 8
+
+    def test_same_unique_job_from_many_processes(self):
+        context = multiprocessing.get_context("fork")
+        for round_ in range(2):
+            with self.subTest(round=round_):
+                args = {"proc": round_}
+                # Children must not share the parent's open connection.
+                connections.close_all()
+                barrier = context.Barrier(self.PROCESSES)
+                queue = context.Queue()
+                processes = [context.Process(target=_process_insert,
+                                             args=(barrier, queue, args))
+                             for _ in range(self.PROCESSES)]
+                for process in processes:
+                    process.start()
+                results = [queue.get(timeout=60) for _ in processes]
+                for process in processes:
+                    process.join(timeout=30)
+                    self.assertEqual(process.exitcode, 0)
+                self.assertNotIn("error", [pk for pk, _ in results], results)
+                self.assertEqual(len({pk for pk, _ in results}), 1, results)
+                self.assertEqual(sum(not conflict for _, conflict in results), 1, results)
+                self.assertEqual(Job.objects.filter(args=args).count(), 1)
