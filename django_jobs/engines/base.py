@@ -117,6 +117,10 @@ class Engine:
     # The statements below are shared by both engines unless an engine overrides them; each
     # says which query and index it relies on.
 
+    def is_busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` only means the database was busy (worth a quiet retry)."""
+        return False
+
     def adapt_datetime(self, value):
         return self.connection.ops.adapt_datetimefield_value(value)
 

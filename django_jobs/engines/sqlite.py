@@ -18,6 +18,14 @@ class SQLiteEngine(Engine):
         self.connection.ensure_connection()
         return self.connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
+    def is_busy(self, exc: BaseException) -> bool:
+        # Another process holds the write lock for longer than the connection's timeout.
+        import sqlite3
+
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return getattr(cause, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
+                                                            sqlite3.SQLITE_LOCKED)
+
     def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
         # One UPDATE ... RETURNING: SQLite runs it as a write transaction of its own, and
         # writers are serialised, so no other process can claim the same rows. The subquery

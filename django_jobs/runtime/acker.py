@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from django.db import connections
 
@@ -21,11 +20,9 @@ logger = logging.getLogger("django_jobs.acker")
 
 
 class Acker:
-    def __init__(self, engine: Engine, *, on_written: Callable[[list[Outcome]], None] | None = None,
-                 max_batch: int = 500) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 500) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self.on_written = on_written
         self._pending: list[Outcome] = []
         self._cond = threading.Condition()
         self._stopping = False
@@ -50,9 +47,13 @@ class Acker:
                 batch = self._pending[:self.max_batch]
             try:
                 self.engine.ack(batch)
-            except Exception:
-                logger.exception("writing %d job outcomes failed; retrying in %.1f s",
-                                 len(batch), backoff)
+            except Exception as exc:
+                if self.engine.is_busy(exc):
+                    logger.info("database busy; writing %d job outcomes again in %.1f s",
+                                len(batch), backoff)
+                else:
+                    logger.exception("writing %d job outcomes failed; retrying in %.1f s",
+                                     len(batch), backoff)
                 connections[self.engine.alias].close()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -60,8 +61,6 @@ class Acker:
             backoff = 0.05
             with self._cond:
                 del self._pending[:len(batch)]
-            if self.on_written:
-                self.on_written(batch)
         connections[self.engine.alias].close()
 
     def stop(self, timeout: float | None = None) -> bool:

@@ -263,8 +263,11 @@ class Node:
             result = plugin.run(self.engine, timezone.now())
             last_run[plugin.name] = time.monotonic()
             if signals.plugin_ran.receivers:
-                signals.plugin_ran.send_robust(plugin, plugin=plugin.name, result=result,
-                                               duration=time.monotonic() - started)
+                for receiver, response in signals.plugin_ran.send_robust(
+                        plugin, plugin=plugin.name, result=result,
+                        duration=time.monotonic() - started):
+                    if isinstance(response, Exception):
+                        logger.error("plugin_ran receiver %r failed: %r", receiver, response)
             if any(v for k, v in result.items() if k != "queues"):
                 logger.debug("plugin %s: %s", plugin.name, result)
 

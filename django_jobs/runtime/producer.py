@@ -100,9 +100,13 @@ class Producer:
             try:
                 self._dispatch()
                 backoff = 0.1
-            except Exception:
-                logger.exception("queue %s: fetching jobs failed; retrying in %.1f s",
-                                 self.queue, backoff)
+            except Exception as exc:
+                if self.engine.is_busy(exc):
+                    logger.info("queue %s: database busy; fetching again in %.1f s",
+                                self.queue, backoff)
+                else:
+                    logger.exception("queue %s: fetching jobs failed; retrying in %.1f s",
+                                     self.queue, backoff)
                 connections[self.engine.alias].close()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
