@@ -235,12 +235,17 @@ class Engine:
         """
         from ..models import Job, JobState, Producer, unique_key_after
 
+        # Executing jobs first, producers second: a producer's row is written before it claims
+        # anything, so a job read here belongs to a producer the next read can see. (The other
+        # order would miss a node started between the reads and rescue its running jobs.)
+        # Executing jobs number at most the sum of all queue limits (executing index), so the
+        # producer test is done here, the same way on every engine.
+        executing = list(Job.objects.using(self.alias).filter(state=JobState.EXECUTING)
+                         .values_list("id", "attempt", "max_attempts", "errors", "queue",
+                                      "attempted_by"))
         live = {str(u) for u in Producer.objects.using(self.alias)
                 .filter(heartbeat_at__gte=dead_after).values_list("uuid", flat=True)}
-        # Executing jobs number at most the sum of all queue limits (they use the executing
-        # index), so the producer test is done here, the same way on every engine.
-        rows = [row for row in Job.objects.using(self.alias).filter(state=JobState.EXECUTING)
-                .values_list("id", "attempt", "max_attempts", "errors", "queue", "attempted_by")
+        rows = [row for row in executing
                 if not (isinstance(row[5], list) and len(row[5]) > 1 and row[5][1] in live)]
         rescued = discarded = 0
         queues = set()
@@ -257,7 +262,11 @@ class Engine:
                 queues.add(queue)
             changes["unique_key"] = unique_key_after(changes["state"])
             Job.objects.using(self.alias).filter(pk=pk, state=JobState.EXECUTING).update(**changes)
-        return {"rescued": rescued, "discarded": discarded, "queues": sorted(queues)}
+        # Rows of producers that stopped heartbeating are gone for good (a live node that was
+        # only cut off writes its rows again on its next heartbeat).
+        stale = Producer.objects.using(self.alias).filter(heartbeat_at__lt=dead_after).delete()[0]
+        return {"rescued": rescued, "discarded": discarded, "queues": sorted(queues),
+                "producers_removed": stale}
 
     def acquire_leadership(self, name: str, node: str, now, expires_at) -> bool:
         """Take or extend the leader lease ``name`` for ``node``; True when ``node`` holds it.

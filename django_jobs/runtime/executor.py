@@ -30,8 +30,14 @@ from .outcome import Outcome
 logger = logging.getLogger("django_jobs.executor")
 
 
-def execute(running: Running) -> tuple[Outcome, Any]:
-    """Run ``running.job`` once in this thread; return its outcome and perform's result."""
+def execute(running: Running, *, reraise: bool = False,
+            reset: bool = True) -> tuple[Outcome, Any]:
+    """Run ``running.job`` once in this thread; return its outcome and perform's result.
+
+    ``reraise`` re-raises an exception from ``perform`` after its outcome is decided (testing
+    helpers); ``reset=False`` leaves this thread's database connections as they are (for a
+    caller running inside its own transaction, such as a test).
+    """
     job = running.job
     started = time.monotonic()
     result: Any = None
@@ -63,9 +69,12 @@ def execute(running: Running) -> tuple[Outcome, Any]:
         _send(signals.job_exception, worker_class, job=job, exception=exc, traceback=text,
               state=outcome.state, duration=time.monotonic() - started)
         _after_job(job, outcome, started, None, worker_class)
+        if reraise:
+            raise
         return outcome, None
     finally:
-        reset_connections()
+        if reset:
+            reset_connections()
     outcome = _from_result(job, result, started, worker)
     _after_job(job, outcome, started, result, worker_class)
     return outcome, result

@@ -20,6 +20,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 from django.db import connections
@@ -69,6 +70,9 @@ class Node:
                         Pruner(pruner.get("max_age", 7 * 86400), pruner.get("limit", 10_000))
                         ] if plugins else []
         self.is_leader = False
+        #: Who holds the lease: the node name plus this process's id, so that two processes
+        #: given the same node name never both lead.
+        self.lease_holder = f"{self.name}:{uuid.uuid4().hex[:8]}"
         self.notifier = None
         if self.engine.has_listen_notify:
             from .notifier import Notifier
@@ -108,7 +112,7 @@ class Node:
         """Stop gracefully; see the module docstring. Blocks for at most ``grace`` + a few s."""
         if self._stopping.is_set():
             return
-        logger.info("node %s stopping: waiting up to %.0f s for %d running jobs", self.name,
+        logger.info("node %s stopping: waiting up to %g s for %d running jobs", self.name,
                     self.grace, self.running_count())
         self._stopping.set()
         for producer in self.producers.values():
@@ -141,7 +145,7 @@ class Node:
             ProducerRow.objects.using(self.engine.alias).filter(
                 uuid__in=[p.uuid for p in self.producers.values()]).delete()
             if self.is_leader:
-                self.engine.resign_leadership(LEADER_NAME, self.name)
+                self.engine.resign_leadership(LEADER_NAME, self.lease_holder)
         except Exception:
             logger.exception("node %s: releasing producer rows failed", self.name)
         if self in local_nodes:
@@ -207,10 +211,10 @@ class Node:
         now = timezone.now()
         rows.filter(uuid__in=list(by_uuid)).update(heartbeat_at=now)
         seen = set()
-        for uuid, paused, limit in rows.filter(uuid__in=list(by_uuid)).values_list(
+        for key, paused, limit in rows.filter(uuid__in=list(by_uuid)).values_list(
                 "uuid", "paused", "limit"):
-            seen.add(uuid)
-            producer = by_uuid[uuid]
+            seen.add(key)
+            producer = by_uuid[key]
             producer.pause() if paused else producer.resume()
             producer.scale(limit)
         missing = [p for u, p in by_uuid.items() if u not in seen]
@@ -231,7 +235,7 @@ class Node:
 
     def _take_lease(self) -> None:
         now = timezone.now()
-        leader = self.engine.acquire_leadership(LEADER_NAME, self.name, now,
+        leader = self.engine.acquire_leadership(LEADER_NAME, self.lease_holder, now,
                                                 now + datetime.timedelta(seconds=LEASE))
         if leader != self.is_leader:
             self.is_leader = leader

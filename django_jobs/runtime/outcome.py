@@ -18,3 +18,11 @@ class Outcome:
     state: str
     at: datetime.datetime
     changes: dict[str, Any] = field(default_factory=dict)
+
+    def apply_to(self, job: Any) -> None:
+        """Set the outcome on an in-memory job, as the database row would read after the ack."""
+        job.state = self.state
+        for name, value in self.changes.items():
+            setattr(job, name, value)
+        if self.state == "completed":
+            job.completed_at = self.at

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -57,6 +58,14 @@ def rescue_delay(value: str) -> float:
 class Command(BaseCommand):
     help = "Run background jobs: the queues of DJANGO_JOBS['QUEUES'] (or --queue) on this node."
 
+    _from_cli = False
+
+    def run_from_argv(self, argv) -> None:
+        # Only a runjobs process of its own may end the interpreter early (see handle);
+        # call_command() from a test or a script must return normally.
+        self._from_cli = True
+        super().run_from_argv(argv)
+
     def add_arguments(self, parser) -> None:
         parser.add_argument("--queue", "-q", dest="queues", action="append", type=queue_limit,
                             metavar="NAME=LIMIT",
@@ -104,6 +113,12 @@ class Command(BaseCommand):
         finally:
             node_obj.stop()
         sys.stdout.flush()
+        if node_obj.running_count() and self._from_cli:
+            # A job blocked in C did not stop; it is already put back. Its pool thread would
+            # keep the interpreter alive until the call returns (maybe never): exit now.
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(0)
 
     def _banner(self, node) -> None:
         queues = ", ".join(f"{p.queue}={p.limit}" for p in node.producers.values())

@@ -1,0 +1,417 @@
+"""Testing helpers: assert what was enqueued, perform single jobs, drain queues, and modes.
+
+For ``unittest``/Django tests, mix :class:`JobsTestMixin` into a test case (or use
+:class:`JobsTestCase`); for pytest, the same helpers are plain functions here
+(``assert_enqueued``, ``assert_not_enqueued``, ``all_enqueued``, ``perform_job``,
+``drain_queue``, ``with_testing_mode``) and fixtures in :mod:`django_jobs.pytest_plugin`.
+
+Helpers are public API: a failing assertion says what it looked for and lists what *was*
+enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import datetime
+import inspect
+import time
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.test import TestCase
+from django.utils import timezone
+
+from .build import new_job, resolve_worker
+from .conf import jobs_settings
+from .engines import get_engine
+from .exceptions import InvalidJobError
+from .jsonutil import round_trip
+from .models import Job, JobState
+from .worker import Cancel, Discard, Snooze, Worker
+
+__all__ = [
+    "ANY", "JobsTestCase", "JobsTestMixin", "all_enqueued", "assert_enqueued",
+    "assert_not_enqueued", "drain_queue", "perform_job", "testing_mode", "with_testing_mode",
+]
+
+#: States in which a job counts as enqueued (waiting to run).
+ENQUEUED_STATES = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.SUSPENDED)
+#: Default tolerance when matching ``scheduled_at``.
+TIME_DELTA = datetime.timedelta(seconds=1)
+_POLL = 0.01
+
+
+class _Any:
+    """Matches any value in ``args``/``meta`` patterns: the key only has to be present."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY = _Any()
+
+# -- testing modes ---------------------------------------------------------------------------
+
+_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("django_jobs_testing_mode",
+                                                                    default=None)
+_MODES = ("inline", "manual")
+
+
+def testing_mode() -> str | None:
+    """The mode in force: set by :func:`with_testing_mode`, else ``DJANGO_JOBS["TESTING"]``."""
+    return _mode.get() or jobs_settings.TESTING
+
+
+class with_testing_mode(contextlib.ContextDecorator):
+    """Switch the testing mode for a block or a test: ``"inline"``, ``"manual"`` or ``None``
+    (``None`` goes back to production behaviour).
+
+    ``inline`` runs each job as it is inserted, in the calling thread, without writing it;
+    ``manual`` writes jobs and runs nothing (``runjobs`` refuses to start).
+    """
+
+    def __init__(self, mode: str | None) -> None:
+        if mode not in (*_MODES, None):
+            raise ValueError(f"testing mode must be 'inline', 'manual' or None, not {mode!r}")
+        self.mode = mode
+        self._tokens: list[contextvars.Token] = []
+
+    def __enter__(self) -> with_testing_mode:
+        # None must override a setting too: store "production" as an explicit marker.
+        self._tokens.append(_mode.set(self.mode or "production"))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _mode.reset(self._tokens.pop())
+
+
+def inline_mode() -> bool:
+    return testing_mode() == "inline"
+
+
+def run_inline(jobs: Sequence[Job]) -> list[Job]:
+    """Inline mode: run ``jobs`` now, in this thread, through the executor; nothing is written.
+
+    Each job comes back with the state and errors its attempt gave it (``completed``,
+    ``retryable``, ...), ``attempt`` 1 and no id.
+    """
+    from .runtime.executor import execute
+    from .runtime.interrupt import Running
+
+    for job in jobs:
+        _as_fetched(job)
+        outcome, result = execute(Running(job), reset=False)
+        outcome.apply_to(job)
+        job.result = result
+    return list(jobs)
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+def _worker_path(worker: type | str) -> str:
+    if isinstance(worker, str):
+        return worker
+    if isinstance(worker, type) and issubclass(worker, Worker):
+        return worker.worker_path
+    raise TypeError(f"worker must be a Worker subclass or a dotted path, not {worker!r}")
+
+
+def _normalise(pattern: Any, what: str) -> Any:
+    """A pattern as it would read back from the database, keeping ANY markers in place."""
+    if isinstance(pattern, _Any):
+        return pattern
+    if isinstance(pattern, Mapping):
+        return {str(k) if not isinstance(k, str) else k: _normalise(v, what)
+                for k, v in pattern.items()}
+    if isinstance(pattern, (list, tuple)):
+        return [_normalise(v, what) for v in pattern]
+    return round_trip(pattern, what)
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    """Dicts match as recursive subsets, lists element by element, ANY matches anything."""
+    if isinstance(pattern, _Any):
+        return True
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            key in value and _matches(sub, value[key]) for key, sub in pattern.items())
+    if isinstance(pattern, list):
+        return (isinstance(value, list) and len(pattern) == len(value)
+                and all(_matches(p, v) for p, v in zip(pattern, value, strict=True)))
+    return pattern == value
+
+
+class _Criteria:
+    def __init__(self, *, worker: type | str | None = None, queue: str | None = None,
+                 args: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
+                 tags: Sequence[str] | None = None, priority: int | None = None,
+                 scheduled_at: datetime.datetime | tuple | None = None,
+                 state: str | Sequence[str] | None = None) -> None:
+        self.given = {k: v for k, v in dict(worker=worker, queue=queue, args=args, meta=meta,
+                                            tags=tags, priority=priority,
+                                            scheduled_at=scheduled_at).items()
+                      if v is not None}
+        self.worker = _worker_path(worker) if worker is not None else None
+        self.queue = queue
+        self.args = _normalise(args, "args") if args is not None else None
+        self.meta = _normalise(meta, "meta") if meta is not None else None
+        self.tags = list(tags) if tags is not None else None
+        self.priority = priority
+        if isinstance(scheduled_at, tuple):
+            self.at, self.delta = scheduled_at
+        else:
+            self.at, self.delta = scheduled_at, TIME_DELTA
+        self.states = ([state] if isinstance(state, str) else list(state)) if state \
+            else list(ENQUEUED_STATES)
+
+    def queryset(self):
+        jobs = Job.objects.using(get_engine().alias).filter(state__in=self.states)
+        if self.worker is not None:
+            jobs = jobs.filter(worker=self.worker)
+        if self.queue is not None:
+            jobs = jobs.filter(queue=self.queue)
+        if self.priority is not None:
+            jobs = jobs.filter(priority=self.priority)
+        if self.at is not None:
+            jobs = jobs.filter(scheduled_at__gte=self.at - self.delta,
+                               scheduled_at__lte=self.at + self.delta)
+        return jobs.order_by("-id")
+
+    def match(self, job: Job) -> bool:
+        return ((self.args is None or _matches(self.args, job.args))
+                and (self.meta is None or _matches(self.meta, job.meta))
+                and (self.tags is None or set(self.tags) <= set(job.tags)))
+
+    def find(self) -> list[Job]:
+        return [job for job in self.queryset() if self.match(job)]
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.given.items()) or "any job"
+
+
+def _enqueued_listing(limit: int = 20) -> str:
+    jobs = list(Job.objects.using(get_engine().alias).filter(state__in=ENQUEUED_STATES)
+                .order_by("-id")[:limit + 1])
+    if not jobs:
+        return "No jobs are enqueued."
+    lines = [f"Enqueued jobs (newest first{', first ' + str(limit) if len(jobs) > limit else ''}):"]
+    for job in jobs[:limit]:
+        args = repr(job.args)
+        if len(args) > 120:
+            args = args[:117] + "..."
+        lines.append(f"  #{job.pk} {job.worker} queue={job.queue} state={job.state} "
+                     f"priority={job.priority} args={args}"
+                     + (f" meta={job.meta!r}" if job.meta else ""))
+    return "\n".join(lines)
+
+
+def all_enqueued(**criteria: Any) -> list[Job]:
+    """Enqueued jobs (available, scheduled or suspended) matching ``criteria``, newest first.
+
+    Criteria: ``worker`` (class or dotted path), ``queue``, ``args`` and ``meta`` (recursive
+    subsets, compared after a JSON round trip; :data:`ANY` matches any value), ``tags`` (all
+    present), ``priority``, ``scheduled_at`` (a datetime, within 1 s, or ``(datetime,
+    timedelta)``), ``state`` (to look at other states).
+    """
+    return _Criteria(**criteria).find()
+
+
+def assert_enqueued(*, timeout: float | None = None, **criteria: Any) -> Job:
+    """Assert that a job matching ``criteria`` is enqueued; return the newest match.
+
+    With ``timeout`` (seconds), keep looking until one appears. The failure message lists the
+    criteria and the jobs that were enqueued.
+    """
+    wanted = _Criteria(**criteria)
+    deadline = time.monotonic() + (timeout or 0)
+    while True:
+        found = wanted.find()
+        if found:
+            return found[0]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"Expected a job matching {wanted.describe()}"
+                                 f"{f' within {timeout} s' if timeout else ''}, found none.\n"
+                                 f"{_enqueued_listing()}")
+        time.sleep(_POLL)
+
+
+def assert_not_enqueued(*, timeout: float | None = None, **criteria: Any) -> None:
+    """Assert that no job matching ``criteria`` is enqueued (for ``timeout`` seconds)."""
+    wanted = _Criteria(**criteria)
+    deadline = time.monotonic() + (timeout or 0)
+    while True:
+        found = wanted.find()
+        if found:
+            listing = "\n".join(f"  #{j.pk} {j.worker} queue={j.queue} state={j.state} "
+                                f"args={j.args!r}" for j in found[:20])
+            raise AssertionError(f"Expected no job matching {wanted.describe()}, found "
+                                 f"{len(found)}:\n{listing}")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(_POLL)
+
+
+# -- running jobs in tests --------------------------------------------------------------------
+
+def _as_fetched(job: Job) -> None:
+    """Give a job what a fetch would: attempt bumped, attempted_at/by set."""
+    now = timezone.now()
+    job.state = JobState.EXECUTING
+    job.attempt = (job.attempt or 0) + 1
+    job.attempted_at = now
+    job.attempted_by = ["test", "perform_job"]
+
+
+def _check_result(worker: type, result: Any) -> None:
+    if isinstance(result, type):
+        raise InvalidJobError(f"{worker.worker_path}.perform returned the class {result!r}; "
+                              f"return an instance, e.g. Snooze(30)")
+    if inspect.isawaitable(result) or isinstance(result, types.GeneratorType):
+        raise InvalidJobError(f"{worker.worker_path}.perform returned {result!r} instead of a "
+                              f"value: was an await or a return missing?")
+    if isinstance(result, (Snooze, Cancel, Discard)) or result is None:
+        return
+    try:
+        round_trip(result, f"the result of {worker.worker_path}.perform")
+    except InvalidJobError:
+        pass  # any value completes the job; recorded results check JSON themselves
+
+
+def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None,
+                **options: Any) -> Any:
+    """Build a job as ``new()`` would and run its ``perform`` now, in this thread.
+
+    ``worker`` is a Worker class, its dotted path, or an existing job (then ``args`` and
+    options must not be given). The job is not written. Returns what ``perform`` returned,
+    after checking it is a valid result; exceptions from ``perform`` propagate.
+    """
+    if isinstance(worker, Job):
+        if args is not None or options:
+            raise TypeError("perform_job(job) takes no args or options")
+        job = worker
+        worker_class = resolve_worker(job.worker)
+    else:
+        job = new_job(worker, args, **options)
+        worker_class = resolve_worker(job.worker)
+    _as_fetched(job)
+    instance = worker_class()
+    if inspect.iscoroutinefunction(instance.perform):
+        result = asyncio.run(instance.perform(job))
+    else:
+        result = instance.perform(job)
+    _check_result(worker_class, result)
+    return result
+
+
+def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
+                with_recursion: bool = False, with_limit: int | None = None,
+                with_safety: bool = True) -> dict[str, int]:
+    """Run the jobs of ``queue`` now, in this thread, in fetch order, as ``runjobs`` would.
+
+    Jobs are claimed, executed and acknowledged through the engine and executor that
+    ``runjobs`` uses. ``with_scheduled`` first makes scheduled and retryable jobs available
+    (all of them with ``True``, those due by a datetime otherwise); ``with_recursion`` keeps
+    going while jobs insert more jobs; ``with_limit`` caps the number of jobs run;
+    ``with_safety=False`` lets an exception from ``perform`` propagate (after its outcome is
+    written). Returns counts: completed, failed (retryable), discarded, cancelled, snoozed.
+    """
+    from .runtime.executor import execute
+    from .runtime.interrupt import Running
+
+    engine = get_engine()
+    counts = {"completed": 0, "failed": 0, "discarded": 0, "cancelled": 0, "snoozed": 0}
+    names = {JobState.COMPLETED: "completed", JobState.RETRYABLE: "failed",
+             JobState.DISCARDED: "discarded", JobState.CANCELLED: "cancelled",
+             JobState.SCHEDULED: "snoozed"}
+    initial: set[int] | None = None
+    ran = 0
+    while with_limit is None or ran < with_limit:
+        if with_scheduled:
+            _stage(queue, with_scheduled)
+        available = Job.objects.using(engine.alias).filter(queue=queue,
+                                                           state=JobState.AVAILABLE)
+        if initial is None and not with_recursion:
+            initial = set(available.values_list("pk", flat=True))
+        batch = 1 if with_limit is not None else 100
+        if initial is not None and not with_recursion:
+            # Only the jobs present when draining started (and their own retries, if staged).
+            if not available.filter(pk__in=initial).exists():
+                break
+        jobs = engine.fetch_jobs(queue, batch, ["test", "drain_queue"], timezone.now())
+        if not jobs:
+            break
+        for job in jobs:
+            if initial is not None and not with_recursion and job.pk not in initial:
+                # Inserted by a drained job: put it back untouched.
+                Job.objects.using(engine.alias).filter(pk=job.pk).update(
+                    state=JobState.AVAILABLE, attempt=job.attempt - 1, attempted_at=None,
+                    attempted_by=None)
+                continue
+            try:
+                outcome, _ = execute(Running(job), reraise=not with_safety, reset=False)
+            except Exception:
+                engine.ack([_failure_outcome(job)])
+                raise
+            engine.ack([outcome])
+            counts[names.get(outcome.state, "failed")] += 1
+            ran += 1
+            if with_limit is not None and ran >= with_limit:
+                break
+        if initial is not None and not with_recursion and not with_scheduled:
+            initial -= {job.pk for job in jobs}
+    return counts
+
+
+def _failure_outcome(job: Job):
+    """The outcome the executor computed but did not return because it re-raised."""
+    row = Job.objects.using(get_engine().alias).get(pk=job.pk)
+    from .runtime.outcome import Outcome
+
+    return Outcome(job.pk, row.state, timezone.now())
+
+
+def _stage(queue: str, until: bool | datetime.datetime) -> None:
+    jobs = Job.objects.using(get_engine().alias).filter(
+        queue=queue, state__in=[JobState.SCHEDULED, JobState.RETRYABLE])
+    if isinstance(until, datetime.datetime):
+        jobs = jobs.filter(scheduled_at__lte=until)
+    from .models import unique_key_after
+
+    jobs.update(state=JobState.AVAILABLE, unique_key=unique_key_after(JobState.AVAILABLE))
+
+
+# -- unittest ---------------------------------------------------------------------------------
+
+class JobsTestMixin:
+    """``assertEnqueued``, ``assertNotEnqueued``, ``all_enqueued``, ``perform_job`` and
+    ``drain_queue`` as test case methods (see the module functions for the arguments)."""
+
+    def assertEnqueued(self, *, timeout: float | None = None, **criteria: Any) -> Job:
+        try:
+            return assert_enqueued(timeout=timeout, **criteria)
+        except AssertionError as exc:
+            raise self.failureException(str(exc)) from None
+
+    def assertNotEnqueued(self, *, timeout: float | None = None, **criteria: Any) -> None:
+        try:
+            assert_not_enqueued(timeout=timeout, **criteria)
+        except AssertionError as exc:
+            raise self.failureException(str(exc)) from None
+
+    def all_enqueued(self, **criteria: Any) -> list[Job]:
+        return all_enqueued(**criteria)
+
+    def perform_job(self, worker: type | str | Job, args: Mapping[str, Any] | None = None,
+                    **options: Any) -> Any:
+        return perform_job(worker, args, **options)
+
+    def drain_queue(self, queue: str, **options: Any) -> dict[str, int]:
+        return drain_queue(queue, **options)
+
+
+class JobsTestCase(JobsTestMixin, TestCase):
+    """A Django ``TestCase`` with the django_jobs helpers."""
+
