@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from . import modes
 from .build import resolve_worker
 from .engines import Engine, get_engine
 from .engines.base import FRESH_JOB
@@ -49,6 +50,10 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
             resolve_worker(job.worker)
     if not jobs:
         return []
+    if modes.current() == "inline":
+        from .testing import run_inline
+
+        return run_inline(jobs)
     engine = get_engine(using)
     now = timezone.now()
     for job in jobs:

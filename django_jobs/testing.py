@@ -24,8 +24,8 @@ from typing import Any
 from django.test import TestCase
 from django.utils import timezone
 
+from . import modes
 from .build import new_job, resolve_worker
-from .conf import jobs_settings
 from .engines import get_engine
 from .exceptions import InvalidJobError
 from .jsonutil import round_trip
@@ -55,14 +55,9 @@ ANY = _Any()
 
 # -- testing modes ---------------------------------------------------------------------------
 
-_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar("django_jobs_testing_mode",
-                                                                    default=None)
-_MODES = ("inline", "manual")
-
-
 def testing_mode() -> str | None:
     """The mode in force: set by :func:`with_testing_mode`, else ``DJANGO_JOBS["TESTING"]``."""
-    return _mode.get() or jobs_settings.TESTING
+    return modes.current()
 
 
 class with_testing_mode(contextlib.ContextDecorator):
@@ -74,22 +69,18 @@ class with_testing_mode(contextlib.ContextDecorator):
     """
 
     def __init__(self, mode: str | None) -> None:
-        if mode not in (*_MODES, None):
+        if mode not in (*modes.MODES, None):
             raise ValueError(f"testing mode must be 'inline', 'manual' or None, not {mode!r}")
         self.mode = mode
         self._tokens: list[contextvars.Token] = []
 
     def __enter__(self) -> with_testing_mode:
         # None must override a setting too: store "production" as an explicit marker.
-        self._tokens.append(_mode.set(self.mode or "production"))
+        self._tokens.append(modes.override.set(self.mode or "production"))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _mode.reset(self._tokens.pop())
-
-
-def inline_mode() -> bool:
-    return testing_mode() == "inline"
+        modes.override.reset(self._tokens.pop())
 
 
 def run_inline(jobs: Sequence[Job]) -> list[Job]:

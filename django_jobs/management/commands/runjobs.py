@@ -90,8 +90,11 @@ class Command(BaseCommand):
                rescue_after=None, stop_when_empty=False, verbosity=1, **options) -> None:
         from ...runtime.node import Node
 
-        if jobs_settings.TESTING == "manual":
-            raise CommandError("DJANGO_JOBS['TESTING'] is 'manual': queues do not run.")
+        from ... import modes
+
+        if modes.current() in modes.MODES:
+            raise CommandError(f"testing mode {modes.current()!r} is on (DJANGO_JOBS['TESTING'] "
+                               f"or with_testing_mode): queues do not run.")
         queue_limits = dict(queues) if queues else dict(jobs_settings.QUEUES)
         if not queue_limits:
             raise CommandError("no queues to run: set DJANGO_JOBS['QUEUES'] or pass --queue")
