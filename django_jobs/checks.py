@@ -48,6 +48,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
             errors.append(Error(f"{SETTING_NAME}[{key!r}] must be a number of seconds of at "
                                 f"least {minimum:g}, not {value!r}.", id="django_jobs.E008"))
+    errors += _check_crontab(jobs_settings.CRONTAB)
     testing = jobs_settings.TESTING
     if testing not in (None, "inline", "manual"):
         errors.append(Error(f"{SETTING_NAME}['TESTING'] must be None, 'inline' or 'manual', "
@@ -105,3 +106,16 @@ def _check_pruner(pruner: Any) -> list:
             errors.append(Error(f"{SETTING_NAME}['PRUNER'][{key!r}] must be a positive "
                                 f"number, not {value!r}.", id="django_jobs.E006"))
     return errors
+
+
+def _check_crontab(crontab: Any) -> list:
+    from .exceptions import ConfigurationError
+    from .plugins.cron import parse_crontab
+
+    try:
+        parse_crontab(crontab)
+    except ConfigurationError as exc:
+        return [Error(f"{SETTING_NAME}['CRONTAB'] is invalid: {exc}", id="django_jobs.E009",
+                      hint="Entries are (expression, worker_path) or (expression, "
+                           "worker_path, options); see docs/cron.md.")]
+    return []

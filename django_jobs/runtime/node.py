@@ -29,6 +29,7 @@ from django.utils import timezone
 from .. import signals
 from ..engines import get_engine
 from ..models import Job, JobState, Producer as ProducerRow
+from ..plugins.cron import Cron
 from ..plugins.lifeline import Lifeline
 from ..plugins.pruner import Pruner
 from ..plugins.stager import Stager
@@ -53,7 +54,7 @@ class Node:
     def __init__(self, *, queues: dict[str, int], name: str | None = None, plugins: bool = True,
                  grace: float = 15.0, poll_interval: float | None = None,
                  pruner: dict[str, Any] | None = None, rescue_after: float = 15.0,
-                 alias: str | None = None) -> None:
+                 crontab: list | None = None, alias: str | None = None) -> None:
         self.engine = get_engine(alias)
         self.name = name or socket.gethostname()
         self.grace = grace
@@ -67,8 +68,8 @@ class Node:
         }
         pruner = pruner or {}
         self.plugins = [Stager(), Lifeline(rescue_after),
-                        Pruner(pruner.get("max_age", 7 * 86400), pruner.get("limit", 10_000))
-                        ] if plugins else []
+                        Pruner(pruner.get("max_age", 7 * 86400), pruner.get("limit", 10_000)),
+                        Cron(crontab or [])] if plugins else []
         self.is_leader = False
         #: Who holds the lease: the node name plus this process's id, so that two processes
         #: given the same node name never both lead.

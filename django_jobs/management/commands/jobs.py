@@ -19,6 +19,18 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def json_object(value: str) -> dict:
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("--args must be a JSON object")
+    return parsed
+
+
 def job_id(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"job ids are integers, not {value!r}")
@@ -44,6 +56,20 @@ class Command(BaseCommand):
                            ("delete", "delete jobs that are not executing")):
             p = sub.add_parser(name, help=text)
             p.add_argument("ids", nargs="+", type=job_id, metavar="ID")
+        cron = sub.add_parser("cron", help="list and manage cron entries").add_subparsers(
+            dest="cron_action", required=True, metavar="CRON_ACTION")
+        cron.add_parser("list", help="every entry with its next run")
+        p = cron.add_parser("add", help="add a database entry")
+        p.add_argument("name")
+        p.add_argument("expression", help="e.g. '*/15 * * * *' or '@daily' (quote it)")
+        p.add_argument("worker", help="dotted path of the worker class")
+        p.add_argument("--args", type=json_object, default={}, help="job args as JSON")
+        p.add_argument("--timezone", default="UTC")
+        p.add_argument("--catch-up", type=int, default=0, metavar="SECONDS")
+        p.add_argument("--queue")
+        p.add_argument("--priority", type=int)
+        for name in ("pause", "resume", "delete"):
+            cron.add_parser(name, help=f"{name} an entry").add_argument("name")
         p = sub.add_parser("stats", help="jobs per queue and state, and the running producers")
         p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
                        help="Refresh every SECONDS (default 2) until interrupted.")
@@ -61,8 +87,56 @@ class Command(BaseCommand):
         elif action in ("cancel", "retry", "delete"):
             changed = getattr(control, f"{action}_all_jobs")(options["ids"])
             self.stdout.write(f"{action}: {changed} of {len(options['ids'])} jobs changed")
+        elif action == "cron":
+            self._cron(options)
         else:
             self._stats(options["watch"])
+
+    def _cron(self, options) -> None:
+        from django.core.exceptions import ValidationError
+
+        from ...models import CronEntry, CronSource
+        from ...plugins.cron import next_runs
+
+        action = options["cron_action"]
+        if action == "list":
+            rows = next_runs()
+            if not rows:
+                self.stdout.write("(no cron entries; settings entries appear once a leader "
+                                  "has run)")
+            for entry, nxt in rows:
+                when = ("at cluster start" if entry.expression_obj.reboot
+                        else f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "never")
+                self.stdout.write(f"{entry.name}  {entry.expression!r} {entry.timezone}  "
+                                  f"{entry.worker}  next: {when}"
+                                  f"{'  [paused]' if entry.paused else ''}  ({entry.source})")
+            return
+        if action == "add":
+            job_options = {k: options[k] for k in ("queue", "priority")
+                           if options[k] is not None}
+            entry = CronEntry(name=options["name"], expression=options["expression"],
+                              worker=options["worker"], args=options["args"],
+                              options=job_options, timezone=options["timezone"],
+                              catch_up=options["catch_up"])
+            try:
+                entry.full_clean()
+            except ValidationError as exc:
+                raise CommandError("; ".join(exc.messages)) from None
+            entry.save()
+            self.stdout.write(f"added cron entry {entry.name}; next run "
+                              f"{entry.next_run() or 'at cluster start'}")
+            return
+        entry = CronEntry.objects.filter(name=options["name"]).first()
+        if entry is None:
+            raise CommandError(f"no cron entry named {options['name']!r}")
+        if action == "delete":
+            if entry.source == CronSource.SETTINGS:
+                raise CommandError(f"{entry.name!r} comes from DJANGO_JOBS['CRONTAB']: remove "
+                                   f"it there, or pause it")
+            entry.delete()
+        else:
+            CronEntry.objects.filter(pk=entry.pk).update(paused=action == "pause")
+        self.stdout.write(f"cron entry {entry.name}: {action}d")
 
     def _report(self, what: str, changed: int, noun: str) -> None:
         if not changed:

@@ -103,7 +103,7 @@ class Command(BaseCommand):
             queues=queue_limits, name=node or jobs_settings.NODE, plugins=not no_plugins,
             grace=jobs_settings.GRACE_PERIOD if grace is None else grace,
             rescue_after=jobs_settings.RESCUE_AFTER if rescue_after is None else rescue_after,
-            pruner=jobs_settings.PRUNER)
+            pruner=jobs_settings.PRUNER, crontab=jobs_settings.CRONTAB)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
