@@ -46,6 +46,8 @@ MAX_CATCH_UP = 7 * 86400
 GRACE = 60.0
 CLUSTER_MARKER = "django_jobs:cluster"
 CLUSTER_TTL = datetime.timedelta(seconds=60)
+#: The leader renews the marker this many times per TTL (every 10 s).
+MARKER_RENEWALS_PER_TTL = 6
 
 
 def validate_entry(expression: str, worker: str, args: Any, options: Mapping[str, Any],
@@ -118,6 +120,7 @@ class Cron(Plugin):
     def __init__(self, crontab: Sequence | None = None) -> None:
         self.crontab = parse_crontab(crontab or [])
         self._synced = False
+        self._marker_renewed: datetime.datetime | None = None
 
     def run(self, engine, now: datetime.datetime) -> dict[str, Any]:
         from ..models import CronEntry
@@ -174,7 +177,11 @@ class Cron(Plugin):
         """Jobs of ``@reboot`` entries when this run finds the cluster freshly started."""
         from ..models import CronEntry
 
+        if (self._marker_renewed is not None
+                and now - self._marker_renewed < CLUSTER_TTL / MARKER_RENEWALS_PER_TTL):
+            return []
         boot = self.renew_cluster_marker(engine, now)
+        self._marker_renewed = now
         if boot is None:
             return []
         reboot = [e for e in CronEntry.objects.using(engine.alias).active()

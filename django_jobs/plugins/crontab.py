@@ -21,6 +21,7 @@ not run; one that happens twice (when clocks go back) runs the first time only.
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -139,6 +140,11 @@ def parse(text: str) -> Expression:
     """Parse a five-field expression or a nickname; raise :class:`CronError`."""
     if not isinstance(text, str):
         raise CronError(f"a cron expression must be a string, not {text!r}")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> Expression:
     source = " ".join(text.split())
     lowered = source.lower()
     if lowered == REBOOT:

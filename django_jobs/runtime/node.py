@@ -187,12 +187,18 @@ class Node:
     # -- timeouts -----------------------------------------------------------------------------
 
     def _watchdog_loop(self) -> None:
-        """Stop jobs that run past their ``timeout`` (checked every WATCHDOG_TICK s)."""
-        while not self._stopping.wait(WATCHDOG_TICK):
+        """Stop jobs that run past their ``timeout``: checked every WATCHDOG_TICK s while a
+        running job has a deadline, every half second otherwise (an idle node stays idle)."""
+        tick = WATCHDOG_TICK
+        while not self._stopping.wait(tick):
             now = time.monotonic()
+            tick = 0.5
             for producer in self.producers.values():
                 for running in list(producer.running.values()):
-                    if running.deadline is not None and now >= running.deadline:
+                    if running.deadline is None:
+                        continue
+                    tick = WATCHDOG_TICK
+                    if now >= running.deadline:
                         running.interrupt(JobTimeout)
 
     # -- heartbeat ----------------------------------------------------------------------------
