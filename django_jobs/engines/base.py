@@ -7,14 +7,18 @@ between databases lives in the engine subclasses, one per file.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models import Field
 
     from ..models import Job
     from ..runtime.outcome import Outcome
@@ -142,24 +146,75 @@ class Engine:
         """Claim up to ``limit`` available jobs of ``queue`` in one statement.
 
         The claimed jobs are ``executing`` with ``attempt`` bumped, ``attempted_at = now`` and
-        ``attempted_by``; they come back ordered by priority, scheduled_at, id.
+        ``attempted_by``; they come back ordered by priority, scheduled_at, id. (The producers'
+        hot path: rows become jobs through ``Job.from_db`` directly, not a raw queryset.)
         """
-        from ..models import Job
-
         if limit <= 0:
             return []
         sql, params = self.fetch_statement(queue, limit, self.adapt_datetime(now),
                                            self.json_param(attempted_by))
-        jobs = list(Job.objects.using(self.alias).raw(sql, params))
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            names = tuple(column[0] for column in cursor.description)
+        return self.jobs_from_rows(names, rows)
+
+    def jobs_from_rows(self, names: tuple[str, ...], rows: Sequence[Sequence]) -> list[Job]:
+        """Jobs from rows of ``SELECT/RETURNING *`` (``names`` are the column names)."""
+        from ..models import Job
+
+        if not rows:
+            return []
+        order, converters = self._row_layout(names)
+        jobs = []
+        for row in rows:
+            values = [row[i] for i in order]
+            for i, convert in converters:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
+            jobs.append(Job.from_db(self.alias, None, values))
         jobs.sort(key=lambda job: (job.priority, job.scheduled_at, job.pk))
         return jobs
 
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one engine per alias, a handful of shapes
+    def _row_layout(self, names: tuple[str, ...]) -> tuple[list[int], list[tuple[int, Any]]]:
+        """For columns ``names``: their positions in Job's concrete field order, and the
+        conversions their raw values need (JSON text, and whatever the backend's own
+        converters do, such as SQLite's datetimes)."""
+        from django.db.models import JSONField
+
+        from ..models import Job
+
+        fields = Job._meta.concrete_fields
+        order = [names.index(f.column) for f in fields]
+        converters = []
+        for i, field in enumerate(fields):
+            if isinstance(field, JSONField):
+                converters.append((i, json.loads))
+                continue
+            backend = self.connection.ops.get_db_converters(field.get_col(Job._meta.db_table))
+            if backend:
+                converters.append((i, self._chain(backend, field)))
+        return order, converters
+
+    def _chain(self, backend: list, field: Field):
+        connection = self.connection
+        expression = field.get_col(field.model._meta.db_table)
+
+        def convert(value):
+            for converter in backend:
+                value = converter(value, expression, connection)
+            return value
+
+        return convert
+
     def ack(self, outcomes: Sequence[Outcome]) -> None:
-        """Write the outcomes of finished attempts, in one transaction.
+        """Write the outcomes of finished attempts.
 
         Completed jobs are written together in one UPDATE (the common case); other outcomes
         carry an error entry or a new schedule and are written one UPDATE each. Every UPDATE
-        only touches a job still ``executing``: a job cancelled meanwhile keeps its state.
+        only touches a job still ``executing``: a job cancelled meanwhile keeps its state, and
+        writing the same outcome twice changes nothing.
         """
         from django.db import transaction
 
@@ -169,14 +224,17 @@ class Engine:
             return
         jobs = Job.objects.using(self.alias)
         completed = [o for o in outcomes if o.state == JobState.COMPLETED and not o.changes]
-        with transaction.atomic(using=self.alias):
-            for outcome in outcomes:
-                if outcome.state != JobState.COMPLETED or outcome.changes:
-                    jobs.filter(pk=outcome.job_id, state=JobState.EXECUTING).update(
-                        state=outcome.state, unique_key=unique_key_after(outcome.state),
-                        **outcome.changes)
-            for start in range(0, len(completed), 500):
-                self.complete_jobs(completed[start:start + 500])
+        others = [o for o in outcomes if o.state != JobState.COMPLETED or o.changes]
+        # Each statement stands alone and only touches jobs still executing, so a batch that
+        # fails half-way can simply be written again; a transaction only saves commits when
+        # there are several statements.
+        with transaction.atomic(using=self.alias) if len(others) > 1 else nullcontext():
+            for outcome in others:
+                jobs.filter(pk=outcome.job_id, state=JobState.EXECUTING).update(
+                    state=outcome.state, unique_key=unique_key_after(outcome.state),
+                    **outcome.changes)
+        for start in range(0, len(completed), 500):
+            self.complete_jobs(completed[start:start + 500])
 
     def complete_jobs(self, outcomes: Sequence[Outcome]) -> None:
         """Mark executing jobs completed, each at its own time, in one statement."""

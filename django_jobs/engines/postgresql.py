@@ -147,6 +147,20 @@ class PostgreSQLEngine(Engine):
 
     json_placeholder = "%s::jsonb"
 
+    def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now) -> list[Job]:
+        """As :meth:`Engine.fetch_jobs`, on a server-binding cursor (prepared when the
+        connection allows it)."""
+        if limit <= 0:
+            return []
+        sql, params = self.fetch_statement(queue, limit, now, self.json_param(attempted_by))
+        self.connection.ensure_connection()
+        with self.connection.wrap_database_errors, \
+                psycopg.Cursor(self.connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            rows = cursor.fetchall()
+            names = tuple(column.name for column in cursor.description)
+        return self.jobs_from_rows(names, rows)
+
     def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
         # The CTE picks the rows through the partial fetch index (state = 'available') and
         # locks them; SKIP LOCKED makes concurrent producers on any node take different rows
