@@ -101,6 +101,14 @@ class Job(models.Model):
     class Meta:
         db_table = "django_jobs_job"
         ordering = ["-id"]
+        # The admin's job actions and queue controls, each granted on its own (deleting uses
+        # Django's own delete_job).
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("cancel_job", "Can cancel jobs"),
+            ("run_job", "Can run scheduled jobs now"),
+            ("control_queues", "Can pause, resume and scale queues"),
+        ]
         indexes = [
             # Producer fetch: next available jobs of one queue by priority, scheduled_at, id.
             # Partial, so completed/discarded rows never enter it and fetch cost stays flat.

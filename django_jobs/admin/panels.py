@@ -1,0 +1,140 @@
+"""The panels of the job detail page, in order.
+
+The page renders every registered panel whose context function returns a dict (``None`` hides
+the panel for that job). A feature adds its own panel without touching the page's template::
+
+    from django_jobs.admin.panels import register_panel
+
+    register_panel("result", title="Result", order=35,
+                   template="admin/django_jobs/panels/result.html",
+                   context=lambda request, job: {"result": ...} if has_result(job) else None)
+
+The template receives the job as ``job`` and the dict as ``panel``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import reverse
+from django.utils import timezone
+
+PanelContext = Callable[[Any, Any], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    name: str
+    title: str
+    template: str
+    context: PanelContext
+    order: int = 100
+
+
+_registry: dict[str, Panel] = {}
+
+
+def register_panel(name: str, *, title: str, template: str,
+                   context: PanelContext | None = None, order: int = 100) -> Panel:
+    """Add (or replace) the panel ``name``; panels render by ``order``, then name."""
+    panel = Panel(name, title, template, context or (lambda request, job: {}), order)
+    _registry[name] = panel
+    return panel
+
+
+def unregister_panel(name: str) -> None:
+    _registry.pop(name, None)
+
+
+def registered_panels() -> list[Panel]:
+    return sorted(_registry.values(), key=lambda p: (p.order, p.name))
+
+
+@dataclass
+class RenderedPanel:
+    name: str
+    title: str
+    template: str
+    context: dict[str, Any]
+
+
+def panels_for(request, job) -> list[RenderedPanel]:
+    """The panels to show for ``job``, each with its context."""
+    shown = []
+    for panel in registered_panels():
+        context = panel.context(request, job)
+        if context is not None:
+            shown.append(RenderedPanel(panel.name, panel.title, panel.template, context))
+    return shown
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+# -- the built-in panels ---------------------------------------------------------------------
+
+def _summary(request, job) -> dict[str, Any]:
+    node = job.attempted_by[0] if isinstance(job.attempted_by, list) and job.attempted_by \
+        else None
+    ran_for = None
+    if job.attempted_at and job.finished_at and job.finished_at >= job.attempted_at:
+        ran_for = (job.finished_at - job.attempted_at).total_seconds()
+    elif job.attempted_at and job.state == "executing":
+        ran_for = (timezone.now() - job.attempted_at).total_seconds()
+    timings = [(label, value) for label, value in (
+        ("Inserted", job.inserted_at), ("Scheduled", job.scheduled_at),
+        ("Attempted", job.attempted_at), ("Completed", job.completed_at),
+        ("Cancelled", job.cancelled_at), ("Discarded", job.discarded_at)) if value]
+    producer = job.attempted_by[1] if isinstance(job.attempted_by, list) and \
+        len(job.attempted_by) > 1 else None
+    return {"node": node, "producer": producer, "ran_for": ran_for, "timings": timings}
+
+
+def _json_panel(field: str) -> PanelContext:
+    def context(request, job):
+        return {"json": pretty_json(getattr(job, field))}
+    return context
+
+
+def _tags(request, job):
+    return {"tags": job.tags} if job.tags else None
+
+
+def _errors(request, job):
+    if not job.errors:
+        return None
+    return {"errors": list(reversed(job.errors))}  # the latest first
+
+
+def _cron(request, job):
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    if not meta.get("cron"):
+        return None
+    name = meta.get("cron_name")
+    url = None
+    if name:
+        site = getattr(request, "current_app", None) or "admin"
+        try:
+            url = reverse(f"{site}:django_jobs_cronentry_changelist") + f"?q={name}"
+        except Exception:  # the cron admin is not registered on this site
+            url = None
+    return {"name": name, "expression": meta.get("cron_expr"), "timezone": meta.get("cron_tz"),
+            "slot": meta.get("cron_slot"), "url": url}
+
+
+register_panel("summary", title="Summary", order=10, context=_summary,
+               template="admin/django_jobs/panels/summary.html")
+register_panel("errors", title="Errors", order=20, context=_errors,
+               template="admin/django_jobs/panels/errors.html")
+register_panel("args", title="Args", order=30, context=_json_panel("args"),
+               template="admin/django_jobs/panels/json.html")
+register_panel("meta", title="Meta", order=40, context=_json_panel("meta"),
+               template="admin/django_jobs/panels/json.html")
+register_panel("tags", title="Tags", order=50, context=_tags,
+               template="admin/django_jobs/panels/tags.html")
+register_panel("cron", title="Cron origin", order=60, context=_cron,
+               template="admin/django_jobs/panels/cron.html")
