@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
+import functools
 import datetime
 import inspect
 import time
@@ -60,6 +62,9 @@ def testing_mode() -> str | None:
     return modes.current()
 
 
+testing_mode.__test__ = False  # not a test, whatever its name says to pytest
+
+
 class with_testing_mode(contextlib.ContextDecorator):
     """Switch the testing mode for a block or a test: ``"inline"``, ``"manual"`` or ``None``
     (``None`` goes back to production behaviour).
@@ -81,6 +86,17 @@ class with_testing_mode(contextlib.ContextDecorator):
 
     def __exit__(self, *exc: Any) -> None:
         modes.override.reset(self._tokens.pop())
+
+    def __call__(self, func):
+        if inspect.iscoroutinefunction(func):
+            # ContextDecorator would only cover the creation of the coroutine.
+            @functools.wraps(func)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._recreate_cm():
+                    return await func(*args, **kwargs)
+
+            return wrapper
+        return super().__call__(func)
 
 
 def run_inline(jobs: Sequence[Job]) -> list[Job]:
@@ -115,11 +131,15 @@ def _normalise(pattern: Any, what: str) -> Any:
     if isinstance(pattern, _Any):
         return pattern
     if isinstance(pattern, Mapping):
-        return {str(k) if not isinstance(k, str) else k: _normalise(v, what)
-                for k, v in pattern.items()}
+        return {_json_key(k): _normalise(v, what) for k, v in pattern.items()}
     if isinstance(pattern, (list, tuple)):
         return [_normalise(v, what) for v in pattern]
     return round_trip(pattern, what)
+
+
+def _json_key(key: Any) -> str:
+    """A dict key as JSON writes it (True -> "true", None -> "null", 1 -> "1")."""
+    return key if isinstance(key, str) else next(iter(round_trip({key: 0}, "a key")))
 
 
 def _matches(pattern: Any, value: Any) -> bool:
@@ -189,14 +209,19 @@ def _enqueued_listing(limit: int = 20) -> str:
     if not jobs:
         return "No jobs are enqueued."
     lines = [f"Enqueued jobs (newest first{', first ' + str(limit) if len(jobs) > limit else ''}):"]
-    for job in jobs[:limit]:
-        args = repr(job.args)
-        if len(args) > 120:
-            args = args[:117] + "..."
-        lines.append(f"  #{job.pk} {job.worker} queue={job.queue} state={job.state} "
-                     f"priority={job.priority} args={args}"
-                     + (f" meta={job.meta!r}" if job.meta else ""))
+    lines += [_describe(job) for job in jobs[:limit]]
     return "\n".join(lines)
+
+
+def _trim(value: Any, width: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _describe(job: Job) -> str:
+    return (f"  #{job.pk} {job.worker} queue={job.queue} state={job.state} "
+            f"priority={job.priority} args={_trim(job.args)}"
+            + (f" meta={_trim(job.meta)}" if job.meta else ""))
 
 
 def all_enqueued(**criteria: Any) -> list[Job]:
@@ -236,8 +261,7 @@ def assert_not_enqueued(*, timeout: float | None = None, **criteria: Any) -> Non
     while True:
         found = wanted.find()
         if found:
-            listing = "\n".join(f"  #{j.pk} {j.worker} queue={j.queue} state={j.state} "
-                                f"args={j.args!r}" for j in found[:20])
+            listing = "\n".join(_describe(job) for job in found[:20])
             raise AssertionError(f"Expected no job matching {wanted.describe()}, found "
                                  f"{len(found)}:\n{listing}")
         if time.monotonic() >= deadline:
@@ -261,6 +285,8 @@ def _check_result(worker: type, result: Any) -> None:
         raise InvalidJobError(f"{worker.worker_path}.perform returned the class {result!r}; "
                               f"return an instance, e.g. Snooze(30)")
     if inspect.isawaitable(result) or isinstance(result, types.GeneratorType):
+        if hasattr(result, "close"):
+            result.close()  # no "coroutine was never awaited" warning on top of the error
         raise InvalidJobError(f"{worker.worker_path}.perform returned {result!r} instead of a "
                               f"value: was an await or a return missing?")
     if isinstance(result, (Snooze, Cancel, Discard)) or result is None:
@@ -282,7 +308,7 @@ def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None,
     if isinstance(worker, Job):
         if args is not None or options:
             raise TypeError("perform_job(job) takes no args or options")
-        job = worker
+        job = copy.copy(worker)  # the caller's job is left as it was
         worker_class = resolve_worker(job.worker)
     else:
         job = new_job(worker, args, **options)
@@ -304,10 +330,12 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
 
     Jobs are claimed, executed and acknowledged through the engine and executor that
     ``runjobs`` uses. ``with_scheduled`` first makes scheduled and retryable jobs available
-    (all of them with ``True``, those due by a datetime otherwise); ``with_recursion`` keeps
-    going while jobs insert more jobs; ``with_limit`` caps the number of jobs run;
-    ``with_safety=False`` lets an exception from ``perform`` propagate (after its outcome is
-    written). Returns counts: completed, failed (retryable), discarded, cancelled, snoozed.
+    (all of them with ``True``, those due by a datetime otherwise), before every round;
+    ``with_recursion`` also runs the jobs that drained jobs insert (otherwise only the jobs
+    there when draining started, and their retries, run); ``with_limit`` caps the number of
+    jobs run; ``with_safety=False`` lets an exception from ``perform`` propagate after its
+    outcome is written. Returns counts: completed, failed (retryable), discarded, cancelled,
+    snoozed.
     """
     from .runtime.executor import execute
     from .runtime.interrupt import Running
@@ -317,51 +345,31 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
     names = {JobState.COMPLETED: "completed", JobState.RETRYABLE: "failed",
              JobState.DISCARDED: "discarded", JobState.CANCELLED: "cancelled",
              JobState.SCHEDULED: "snoozed"}
-    initial: set[int] | None = None
+    only: list[int] | None = None
     ran = 0
+    # One job per fetch when a failure may stop the drain, so nothing is left claimed.
+    batch = 1 if with_limit is not None or not with_safety else 100
     while with_limit is None or ran < with_limit:
         if with_scheduled:
             _stage(queue, with_scheduled)
-        available = Job.objects.using(engine.alias).filter(queue=queue,
-                                                           state=JobState.AVAILABLE)
-        if initial is None and not with_recursion:
-            initial = set(available.values_list("pk", flat=True))
-        batch = 1 if with_limit is not None else 100
-        if initial is not None and not with_recursion:
-            # Only the jobs present when draining started (and their own retries, if staged).
-            if not available.filter(pk__in=initial).exists():
-                break
-        jobs = engine.fetch_jobs(queue, batch, ["test", "drain_queue"], timezone.now())
+        if only is None and not with_recursion:
+            only = list(Job.objects.using(engine.alias).filter(
+                queue=queue, state=JobState.AVAILABLE).values_list("pk", flat=True))
+        jobs = engine.fetch_jobs(queue, batch, ["test", "drain_queue"], timezone.now(),
+                                 ids=only)
         if not jobs:
             break
         for job in jobs:
-            if initial is not None and not with_recursion and job.pk not in initial:
-                # Inserted by a drained job: put it back untouched.
-                Job.objects.using(engine.alias).filter(pk=job.pk).update(
-                    state=JobState.AVAILABLE, attempt=job.attempt - 1, attempted_at=None,
-                    attempted_by=None)
-                continue
+            running = Running(job)
             try:
-                outcome, _ = execute(Running(job), reraise=not with_safety, reset=False)
+                outcome, _ = execute(running, reraise=not with_safety, reset=False)
             except Exception:
-                engine.ack([_failure_outcome(job)])
+                engine.ack([running.outcome])
                 raise
             engine.ack([outcome])
             counts[names.get(outcome.state, "failed")] += 1
             ran += 1
-            if with_limit is not None and ran >= with_limit:
-                break
-        if initial is not None and not with_recursion and not with_scheduled:
-            initial -= {job.pk for job in jobs}
     return counts
-
-
-def _failure_outcome(job: Job):
-    """The outcome the executor computed but did not return because it re-raised."""
-    row = Job.objects.using(get_engine().alias).get(pk=job.pk)
-    from .runtime.outcome import Outcome
-
-    return Outcome(job.pk, row.state, timezone.now())
 
 
 def _stage(queue: str, until: bool | datetime.datetime) -> None:

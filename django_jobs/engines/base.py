@@ -137,13 +137,17 @@ class Engine:
     #: Placeholder for a JSON parameter in raw SQL.
     json_placeholder = "%s"
 
-    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
-        """SQL and parameters that claim up to ``limit`` available jobs of ``queue``, marking
-        them executing, and return the claimed rows. Engine-specific."""
+    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str,
+                        ids: Sequence[int] | None = None) -> tuple[str, list]:
+        """SQL and parameters that claim up to ``limit`` available jobs of ``queue`` (among
+        ``ids`` when given), marking them executing, and return the claimed rows.
+        Engine-specific."""
         raise NotImplementedError
 
-    def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now) -> list[Job]:
-        """Claim up to ``limit`` available jobs of ``queue`` in one statement.
+    def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now,
+                   ids: Sequence[int] | None = None) -> list[Job]:
+        """Claim up to ``limit`` available jobs of ``queue`` (among ``ids`` if given) in one
+        statement.
 
         The claimed jobs are ``executing`` with ``attempt`` bumped, ``attempted_at = now`` and
         ``attempted_by``; they come back ordered by priority, scheduled_at, id. (The producers'
@@ -152,7 +156,7 @@ class Engine:
         if limit <= 0:
             return []
         sql, params = self.fetch_statement(queue, limit, self.adapt_datetime(now),
-                                           self.json_param(attempted_by))
+                                           self.json_param(attempted_by), ids)
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -1,5 +1,7 @@
 """SQLite: one writer at a time (immediate transactions), no NOTIFY, polling."""
 
+from collections.abc import Sequence
+
 from ..models.job import STATE_BITS
 from .base import Engine
 
@@ -26,7 +28,8 @@ class SQLiteEngine(Engine):
         return getattr(cause, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
                                                             sqlite3.SQLITE_LOCKED)
 
-    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str) -> tuple[str, list]:
+    def fetch_statement(self, queue: str, limit: int, now, attempted_by: str,
+                        ids: Sequence[int] | None = None) -> tuple[str, list]:
         # One UPDATE ... RETURNING: SQLite runs it as a write transaction of its own, and
         # writers are serialised, so no other process can claim the same rows. The subquery
         # walks the partial fetch index (state = 'available').
@@ -36,9 +39,11 @@ class SQLiteEngine(Engine):
                 unique_key = CASE WHEN (unique_states & %s) > 0 THEN unique_key END
             WHERE id IN (
                 SELECT id FROM django_jobs_job
-                WHERE state = 'available' AND queue = %s
+                WHERE state = 'available' AND queue = %s {only}
                 ORDER BY priority, scheduled_at, id
                 LIMIT %s
             )
             RETURNING *
-        """, [now, attempted_by, STATE_BITS["executing"], queue, limit]
+        """.replace("{only}", "" if ids is None else
+                    f"AND id IN ({', '.join(['%s'] * len(ids))})" if ids else "AND 0"), [
+            now, attempted_by, STATE_BITS["executing"], queue, *(ids or []), limit]

@@ -70,6 +70,7 @@ def execute(running: Running, *, reraise: bool = False,
               state=outcome.state, duration=time.monotonic() - started)
         _after_job(job, outcome, started, None, worker_class)
         if reraise:
+            running.outcome = outcome
             raise
         return outcome, None
     finally:

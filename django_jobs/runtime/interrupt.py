@@ -56,6 +56,8 @@ class Running:
         self.task: asyncio.Task | None = None
         self.interrupted_by: type[JobInterrupted] | None = None
         self.deadline: float | None = None
+        #: The attempt's outcome, set before the executor re-raises (testing helpers).
+        self.outcome = None
 
     def start(self) -> None:
         with self.lock:
