@@ -8,30 +8,17 @@ instead; below it, and on databases without a planner estimate (SQLite), the cou
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 
-from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
-from django.db import connections
 
 
 def planner_estimate(queryset) -> int | None:
-    """The number of rows PostgreSQL's planner expects ``queryset`` to return, or None where
-    the database gives no estimate."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":  # the one database with EXPLAIN (FORMAT JSON)
-        return None
-    try:
-        sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
-    except EmptyResultSet:  # .none(), or a filter that can match nothing
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    """The number of rows the planner expects ``queryset`` to return, or None where the
+    database gives no estimate (see ``Engine.estimate_rows``)."""
+    from ..engines import get_engine
+
+    return get_engine(queryset.db).estimate_rows(queryset)
 
 
 class EstimatedCountPaginator(Paginator):

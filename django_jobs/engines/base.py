@@ -121,6 +121,11 @@ class Engine:
     # The statements below are shared by both engines unless an engine overrides them; each
     # says which query and index it relies on.
 
+    def estimate_rows(self, queryset) -> int | None:
+        """The planner's estimate of the rows ``queryset`` returns, or None when the database
+        gives none (then callers count exactly)."""
+        return None
+
     def is_busy(self, exc: BaseException) -> bool:
         """Whether ``exc`` only means the database was busy (worth a quiet retry)."""
         return False

@@ -90,9 +90,9 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
             raise ConfigurationError(f"{where} must be (expression, worker_path) or "
                                      f"(expression, worker_path, options), not {item!r}")
         expression, worker = item[0], item[1]
+        if len(item) == 3 and not isinstance(item[2], Mapping):
+            raise ConfigurationError(f"{where}: options must be a dict, not {item[2]!r}")
         options = dict(item[2]) if len(item) == 3 else {}
-        if not isinstance(options, dict):
-            raise ConfigurationError(f"{where}: options must be a dict")
         args = options.pop("args", {})
         tz = options.pop("timezone", "UTC")
         name = options.pop("name", worker)

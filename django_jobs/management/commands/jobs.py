@@ -63,7 +63,8 @@ class Command(BaseCommand):
         p.add_argument("name")
         p.add_argument("expression", help="e.g. '*/15 * * * *' or '@daily' (quote it)")
         p.add_argument("worker", help="dotted path of the worker class")
-        p.add_argument("--args", type=json_object, default={}, help="job args as JSON")
+        p.add_argument("--args", dest="job_args", type=json_object, default={},
+                       help="job args as JSON")
         p.add_argument("--timezone", default="UTC")
         p.add_argument("--catch-up", type=int, default=0, metavar="SECONDS")
         p.add_argument("--queue")
@@ -115,7 +116,7 @@ class Command(BaseCommand):
             job_options = {k: options[k] for k in ("queue", "priority")
                            if options[k] is not None}
             entry = CronEntry(name=options["name"], expression=options["expression"],
-                              worker=options["worker"], args=options["args"],
+                              worker=options["worker"], args=options["job_args"],
                               options=job_options, timezone=options["timezone"],
                               catch_up=options["catch_up"])
             try:
@@ -134,8 +135,14 @@ class Command(BaseCommand):
                 raise CommandError(f"{entry.name!r} comes from DJANGO_JOBS['CRONTAB']: remove "
                                    f"it there, or pause it")
             entry.delete()
+        elif action == "pause":
+            CronEntry.objects.filter(pk=entry.pk).update(paused=True)
         else:
-            CronEntry.objects.filter(pk=entry.pk).update(paused=action == "pause")
+            # Runs missed while paused are not caught up: the entry restarts from now.
+            from django.utils import timezone
+
+            CronEntry.objects.filter(pk=entry.pk).update(paused=False,
+                                                         last_slot_at=timezone.now())
         self.stdout.write(f"cron entry {entry.name}: {action}d")
 
     def _report(self, what: str, changed: int, noun: str) -> None:
