@@ -284,9 +284,10 @@ class Engine:
         from ..models import FINISHED_STATES, Job
 
         jobs = Job.objects.using(self.alias)
+        # Oldest first, in the prune index's own order (not the model's "-id").
         ids = list(jobs.alias(finished=Coalesce("completed_at", "cancelled_at", "discarded_at"))
                    .filter(state__in=FINISHED_STATES, finished__lt=before)
-                   .values_list("id", flat=True)[:limit])
+                   .order_by("finished").values_list("id", flat=True)[:limit])
         if not ids:
             return 0
         return jobs.filter(pk__in=ids).delete()[0]

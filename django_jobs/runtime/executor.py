@@ -199,13 +199,14 @@ def reset_connections() -> None:
         if connection.in_atomic_block or not connection.get_autocommit():
             logger.warning("a job left a transaction open on %r; rolled back and closed",
                            connection.alias)
-            connection.close()
-            # Forget the abandoned atomic blocks so the next job starts in autocommit.
+            # Forget the abandoned atomic blocks first: close() keeps a connection it believes
+            # is inside a transaction, and the next job would find it closed.
             connection.in_atomic_block = False
             connection.atomic_blocks = []
             connection.savepoint_ids = []
             connection.needs_rollback = False
             connection.closed_in_transaction = False
+            connection.close()
         elif connection.errors_occurred and not connection.is_usable():
             connection.close()
         elif max_age and connection.close_at and time.monotonic() >= connection.close_at:

@@ -81,6 +81,10 @@ class Node:
             self.notifier = Notifier(self.engine.alias, self._on_insert, self.control)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: (paused, limit) of each producer row as last read by the heartbeat; it starts as
+        #: what this node writes at start.
+        self._row_state: dict[Any, tuple[bool, int]] = {
+            p.uuid: (p.paused, p.limit) for p in self.producers.values()}
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -147,6 +151,8 @@ class Node:
                 uuid__in=[p.uuid for p in self.producers.values()]).delete()
             if self.is_leader:
                 self.engine.resign_leadership(LEADER_NAME, self.lease_holder)
+                self.is_leader = False
+                signals.leadership_changed.send(self, node=self.name, leader=False)
         except Exception:
             logger.exception("node %s: releasing producer rows failed", self.name)
         if self in local_nodes:
@@ -222,8 +228,13 @@ class Node:
                 "uuid", "paused", "limit"):
             seen.add(key)
             producer = by_uuid[key]
-            producer.pause() if paused else producer.resume()
-            producer.scale(limit)
+            # Apply only what changed in the row since the last heartbeat: a pause or scale
+            # that reached the producer directly (control NOTIFY, local call) after this read
+            # must not be undone by the value read just before it.
+            if self._row_state.get(key) != (paused, limit):
+                self._row_state[key] = (paused, limit)
+                producer.pause() if paused else producer.resume()
+                producer.scale(limit)
         missing = [p for u, p in by_uuid.items() if u not in seen]
         if missing:  # a row was deleted (e.g. pruned as dead during an outage): write it anew
             rows.bulk_create([ProducerRow(uuid=p.uuid, node=self.name, queue=p.queue,

@@ -65,7 +65,7 @@ class Producer:
         with self._lock:
             if limit > self._pool._max_workers:
                 old, self._pool = self._pool, self._new_pool(limit)
-                old.shutdown(wait=False)
+                self._retire(old)
             self.limit = limit
         logger.info("queue %s scaled to %d on %s", self.queue, limit, self.node)
         self.wake()
@@ -127,11 +127,11 @@ class Producer:
             with self._lock:
                 self.running[job.pk] = running
                 pool = self._pool
-            pool.submit(self._execute, running)
+            pool.submit(self._execute, running, pool)
         if len(jobs) == demand:
             self._wake.set()  # the queue may hold more: look again at once
 
-    def _execute(self, running: Running) -> None:
+    def _execute(self, running: Running, pool: ThreadPoolExecutor) -> None:
         try:
             outcome, _ = execute(running)
         except JobInterrupted:  # delivered outside perform: treat as put back
@@ -142,6 +142,8 @@ class Producer:
         self.acker.push(outcome)
         with self._lock:
             self.running.pop(running.job.pk, None)
+        if pool is not self._pool or self._stopping:
+            connections.close_all()  # this thread's pool is retired: leave nothing open
         self._wake.set()
 
     # -- stopping -----------------------------------------------------------------------------
@@ -157,4 +159,22 @@ class Producer:
         return [r for r in list(self.running.values()) if r.interrupt(exc_type)]
 
     def shutdown_pool(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._retire(self._pool)
+
+    @staticmethod
+    def _retire(pool: ThreadPoolExecutor) -> None:
+        """Shut ``pool`` down once each of its threads has closed its database connections
+        (a thread still running a job closes them when it finishes, in ``_execute``)."""
+        size = pool._max_workers
+        barrier = threading.Barrier(size)
+
+        def close() -> None:
+            connections.close_all()
+            try:  # hold this thread until every idle one has taken its own close task
+                barrier.wait(timeout=1.0)
+            except threading.BrokenBarrierError:
+                pass
+
+        for _ in range(size):
+            pool.submit(close)
+        pool.shutdown(wait=False)

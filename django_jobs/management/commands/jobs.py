@@ -13,6 +13,16 @@ from ... import control
 from ...models import Job, JobState, Producer
 
 
+def queue_name(value: str) -> str:
+    from ...build import validate_queue
+    from ...exceptions import InvalidJobError
+
+    try:
+        return validate_queue(value)
+    except InvalidJobError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer of at least 1, not {value!r}")
@@ -45,10 +55,10 @@ class Command(BaseCommand):
         for name, text in (("pause", "stop fetching jobs of a queue"),
                            ("resume", "fetch jobs of a paused queue again")):
             p = sub.add_parser(name, help=text)
-            p.add_argument("queue")
+            p.add_argument("queue", type=queue_name)
             p.add_argument("--node", help="Only on this node.")
         p = sub.add_parser("scale", help="set how many jobs of a queue run at once per node")
-        p.add_argument("queue")
+        p.add_argument("queue", type=queue_name)
         p.add_argument("limit", type=positive_int)
         p.add_argument("--node", help="Only on this node.")
         for name, text in (("cancel", "cancel jobs (stops executing ones)"),
@@ -67,7 +77,7 @@ class Command(BaseCommand):
                        help="job args as JSON")
         p.add_argument("--timezone", default="UTC")
         p.add_argument("--catch-up", type=int, default=0, metavar="SECONDS")
-        p.add_argument("--queue")
+        p.add_argument("--queue", type=queue_name)
         p.add_argument("--priority", type=int)
         for name in ("pause", "resume", "delete"):
             cron.add_parser(name, help=f"{name} an entry").add_argument("name")

@@ -1,0 +1,300 @@
+"""Leader plugins (stager, pruner, lifeline) through the engine methods and through a leader
+node, and the leader lease."""
+
+import datetime
+import threading
+import time
+import uuid
+
+from django.utils import timezone
+
+from django_jobs import signals
+from django_jobs.engines import get_engine
+from django_jobs.models import Job, Peer, Producer
+from django_jobs.runtime.node import LEADER_NAME
+
+from . import runtime_workers as w
+from .runtime_workers import RuntimeTestCase, record, reload, wait_for_state, wait_until
+
+
+def ago(seconds, now=None):
+    return (now or timezone.now()) - datetime.timedelta(seconds=seconds)
+
+
+def make(state, queue="plug", worker=w.ReturnWorker, **changes):
+    """A job put in ``state`` with ``changes`` by a queryset update (as the runtime would)."""
+    job = worker.enqueue({"made": state}, queue=queue)
+    Job.objects.filter(pk=job.pk).update(state=state, **changes)
+    return reload(job)
+
+
+def producer_row(heartbeat_at, node="some-node", queue="plug"):
+    return Producer.objects.create(uuid=uuid.uuid4(), node=node, queue=queue, limit=5,
+                                   started_at=heartbeat_at, heartbeat_at=heartbeat_at)
+
+
+class StagerTests(RuntimeTestCase):
+    def test_stage_moves_due_scheduled_and_retryable_jobs(self):
+        engine = get_engine()
+        now = timezone.now()
+        due_scheduled = make("scheduled", queue="a", scheduled_at=ago(5, now))
+        due_retryable = make("retryable", queue="b", scheduled_at=ago(1, now), attempt=1)
+        at_now = make("scheduled", queue="a", scheduled_at=now)
+        future = make("scheduled", queue="c", scheduled_at=now + datetime.timedelta(seconds=5))
+        future_retry = make("retryable", queue="c", attempt=1,
+                            scheduled_at=now + datetime.timedelta(seconds=5))
+        old_completed = make("completed", queue="d", scheduled_at=ago(50, now),
+                             completed_at=ago(40, now))
+        self.assertEqual(engine.stage_jobs(now, 100), ["a", "b"])
+        for job in (due_scheduled, due_retryable, at_now):
+            self.assertEqual(reload(job).state, "available")
+        self.assertEqual(reload(due_retryable).attempt, 1)
+        self.assertEqual(reload(future).state, "scheduled")
+        self.assertEqual(reload(future_retry).state, "retryable")
+        self.assertEqual(reload(old_completed).state, "completed")
+        self.assertEqual(engine.stage_jobs(now, 100), [])
+
+    def test_stage_limit_takes_the_earliest(self):
+        now = timezone.now()
+        jobs = [make("scheduled", queue=f"q{i}", scheduled_at=ago(10 - i, now))
+                for i in range(5)]
+        self.assertEqual(get_engine().stage_jobs(now, 2), ["q0", "q1"])
+        self.assertEqual([reload(j).state for j in jobs],
+                         ["available", "available", "scheduled", "scheduled", "scheduled"])
+
+    def test_leader_node_stages_and_runs_scheduled_jobs(self):
+        self.start_node({"outcomes": 2}, plugins=True)
+        soon = w.ReturnWorker.enqueue({}, schedule_in=0.5)
+        later = w.ReturnWorker.enqueue({}, schedule_in=60)
+        self.assertEqual(soon.state, "scheduled")
+        done = wait_for_state(soon, "completed", timeout=4)
+        self.assertGreaterEqual(done.attempted_at, done.scheduled_at)
+        self.assertEqual(reload(later).state, "scheduled")
+
+    def test_node_without_plugins_does_not_stage(self):
+        self.start_node({"outcomes": 2}, plugins=False)
+        job = make("scheduled", queue="outcomes", scheduled_at=ago(1))
+        time.sleep(1.2)
+        self.assertEqual(reload(job).state, "scheduled")
+
+
+class PrunerTests(RuntimeTestCase):
+    def test_prune_deletes_only_old_finished_jobs(self):
+        now = timezone.now()
+        day = 86400
+        old = [make("completed", completed_at=ago(2 * day, now)),
+               make("cancelled", cancelled_at=ago(2 * day, now)),
+               make("discarded", discarded_at=ago(2 * day, now))]
+        young = [make("completed", completed_at=ago(day / 2, now)),
+                 make("cancelled", cancelled_at=ago(60, now)),
+                 make("discarded", discarded_at=ago(1, now))]
+        unfinished = [make(state, inserted_at=ago(9 * day, now), scheduled_at=ago(9 * day, now))
+                      for state in ("available", "scheduled", "retryable")]
+        unfinished.append(make("executing", attempt=1, attempted_at=ago(9 * day, now)))
+        deleted = get_engine().prune_jobs(ago(day, now), 100)
+        self.assertEqual(deleted, 3)
+        remaining = set(Job.objects.values_list("pk", flat=True))
+        self.assertFalse(remaining & {j.pk for j in old})
+        self.assertEqual(remaining, {j.pk for j in young + unfinished})
+
+    def test_prune_works_in_chunks_of_limit(self):
+        now = timezone.now()
+        for i in range(5):
+            make("completed", completed_at=ago(100 + i, now))
+        engine = get_engine()
+        self.assertEqual([engine.prune_jobs(ago(50, now), 2) for _ in range(4)], [2, 2, 1, 0])
+        self.assertEqual(Job.objects.count(), 0)
+
+    def test_prune_takes_the_oldest_first(self):
+        now = timezone.now()
+        jobs = [make("completed", completed_at=ago(1000 - i * 100, now)) for i in range(4)]
+        get_engine().prune_jobs(ago(10, now), 2)
+        self.assertEqual(set(Job.objects.values_list("pk", flat=True)),
+                         {jobs[2].pk, jobs[3].pk})
+
+    def test_leader_node_prunes_one_chunk_per_run(self):
+        now = timezone.now()
+        for i in range(3):
+            make("completed", completed_at=ago(7200 + i, now))
+        keep = make("completed", completed_at=ago(60, now))
+        ran = []
+        receiver = lambda sender, **kw: ran.append(kw) if kw["plugin"] == "pruner" else None  # noqa: E731
+        signals.plugin_ran.connect(receiver, weak=False)
+        self.addCleanup(signals.plugin_ran.disconnect, receiver)
+        self.start_node({"plug": 1}, plugins=True, pruner={"max_age": 3600, "limit": 2})
+        wait_until(lambda: ran, 3, message="a pruner run")
+        self.assertEqual(ran[0]["result"], {"deleted": 2})
+        self.assertEqual(Job.objects.count(), 2)
+        self.assertTrue(Job.objects.filter(pk=keep.pk).exists())
+
+
+class LifelineTests(RuntimeTestCase):
+    def test_rescue_orphans(self):
+        engine = get_engine()
+        now = timezone.now()
+        live = producer_row(ago(1, now))
+        stale = producer_row(ago(120, now), node="dead-node")
+        on_live = make("executing", attempt=1, attempted_by=["some-node", str(live.uuid)],
+                       attempted_at=ago(3600, now))
+        on_stale = make("executing", queue="plug", attempt=1,
+                        attempted_by=["dead-node", str(stale.uuid)])
+        on_missing = make("executing", queue="other", attempt=2,
+                          attempted_by=["gone", str(uuid.uuid4())])
+        exhausted = make("executing", queue="third", attempt=3, max_attempts=3,
+                         attempted_by=["gone", str(uuid.uuid4())])
+        no_owner = make("executing", queue="plug", attempt=1, attempted_by=None)
+        result = engine.rescue_orphans(ago(60, now), now)
+        self.assertEqual(result, {"rescued": 3, "discarded": 1, "queues": ["other", "plug"],
+                                  "producers_removed": 1})
+        # The stale producer row is gone; the live one stays.
+        self.assertEqual(list(Producer.objects.values_list("uuid", flat=True)), [live.uuid])
+        self.assertEqual(reload(on_live).state, "executing")
+        self.assertEqual(reload(on_live).errors, [])
+        for job in (on_stale, on_missing, no_owner):
+            back = reload(job)
+            self.assertEqual(back.state, "available")
+            self.assertEqual(back.attempt, job.attempt)
+            self.assertEqual(len(back.errors), 1)
+            self.assertIn("Rescued", back.errors[0]["error"])
+            self.assertEqual(back.errors[0]["attempt"], job.attempt)
+        gone = reload(exhausted)
+        self.assertEqual(gone.state, "discarded")
+        self.assertEqual(gone.discarded_at, now)
+        self.assertIn("Rescued", gone.errors[0]["error"])
+        # Nothing left to rescue.
+        self.assertEqual(engine.rescue_orphans(ago(60, now), now),
+                         {"rescued": 0, "discarded": 0, "queues": [],
+                          "producers_removed": 0})
+
+    def test_rescue_leaves_other_states_alone(self):
+        now = timezone.now()
+        jobs = [make(state, attempted_by=["gone", str(uuid.uuid4())])
+                for state in ("available", "retryable", "completed")]
+        get_engine().rescue_orphans(ago(60, now), now)
+        self.assertEqual([reload(j).state for j in jobs], ["available", "retryable",
+                                                           "completed"])
+
+    def test_leader_node_rescues_orphans_and_runs_them(self):
+        orphan = make("executing", queue="outcomes", attempt=1,
+                      attempted_by=["crashed-node", str(uuid.uuid4())],
+                      attempted_at=ago(600))
+        self.start_node({"outcomes": 2}, plugins=True, rescue_after=3)
+        done = wait_for_state(orphan, "completed", timeout=4)
+        self.assertEqual(done.attempt, 2)
+        self.assertIn("Rescued", done.errors[0]["error"])
+        self.assertEqual(done.attempted_by[0],
+                         "node-test_leader_node_rescues_orphans_and_runs_them")
+
+    def test_leader_node_never_rescues_its_own_running_jobs(self):
+        runs = []
+        receiver = lambda sender, **kw: runs.append(kw) if kw["plugin"] == "lifeline" else None  # noqa: E731
+        signals.plugin_ran.connect(receiver, weak=False)
+        self.addCleanup(signals.plugin_ran.disconnect, receiver)
+        job = w.GateWorker.enqueue({})
+        self.start_node({"control": 1}, plugins=True, rescue_after=3)
+        wait_until(lambda: job.pk in record.started)
+        wait_until(lambda: runs, 3, message="a lifeline run")
+        self.assertEqual(runs[0]["result"], {"rescued": 0, "discarded": 0,
+                                             "producers_removed": 0})
+        row = reload(job)
+        self.assertEqual(row.state, "executing")
+        self.assertEqual(row.errors, [])
+        record.gate.set()
+        self.assertEqual(wait_for_state(job, "completed").attempt, 1)
+
+
+class LeadershipTests(RuntimeTestCase):
+    def test_only_one_holder_until_expiry(self):
+        engine = get_engine()
+        now = timezone.now()
+        lease = lambda t: t + datetime.timedelta(seconds=10)  # noqa: E731
+        self.assertTrue(engine.acquire_leadership("lease", "a", now, lease(now)))
+        self.assertFalse(engine.acquire_leadership("lease", "b", now, lease(now)))
+        # The holder renews; the other still cannot take it before expiry.
+        later = now + datetime.timedelta(seconds=5)
+        self.assertTrue(engine.acquire_leadership("lease", "a", later, lease(later)))
+        self.assertFalse(engine.acquire_leadership("lease", "b", lease(now), lease(lease(now))))
+        peer = Peer.objects.get(name="lease")
+        self.assertEqual((peer.node, peer.started_at, peer.expires_at), ("a", now, lease(later)))
+        # After expiry the other node takes over, and the old one has lost it.
+        expired = lease(later) + datetime.timedelta(seconds=1)
+        self.assertTrue(engine.acquire_leadership("lease", "b", expired, lease(expired)))
+        self.assertFalse(engine.acquire_leadership("lease", "a", expired, lease(expired)))
+        peer = Peer.objects.get(name="lease")
+        self.assertEqual((peer.node, peer.started_at), ("b", expired))
+        # Leases of other names are independent.
+        self.assertTrue(engine.acquire_leadership("other", "a", expired, lease(expired)))
+
+    def test_resign(self):
+        engine = get_engine()
+        now = timezone.now()
+        engine.acquire_leadership("lease", "a", now, now + datetime.timedelta(seconds=60))
+        engine.resign_leadership("lease", "b")  # not the holder: nothing happens
+        self.assertFalse(engine.acquire_leadership("lease", "b", now, now))
+        engine.resign_leadership("lease", "a")
+        self.assertTrue(engine.acquire_leadership("lease", "b", now, now))
+
+    def test_concurrent_contenders_get_one_leader(self):
+        from django.db import connection
+
+        engine = get_engine()
+        now = timezone.now()
+        results = {}
+        barrier = threading.Barrier(6)
+
+        def contend(name):
+            try:
+                barrier.wait(10)
+                results[name] = engine.acquire_leadership(
+                    "race", name, now, now + datetime.timedelta(seconds=30))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=contend, args=(f"n{i}",)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(len(results), 6)
+        winners = [name for name, won in results.items() if won]
+        self.assertEqual(len(winners), 1)
+        self.assertEqual(Peer.objects.get(name="race").node, winners[0])
+
+    def test_two_nodes_one_leader_and_handover(self):
+        first = self.start_node({"plug": 1}, plugins=True, name="first")
+        second = self.start_node({"plug": 1}, plugins=True, name="second")
+        self.assertTrue(first.is_leader)
+        self.assertFalse(second.is_leader)
+        self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, first.lease_holder)
+        time.sleep(0.6)  # a leader tick: the second node still does not lead
+        self.assertFalse(second.is_leader)
+        first.stop()
+        wait_until(lambda: second.is_leader, 4, message="second node leading")
+        self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, second.lease_holder)
+
+    def test_node_takes_over_an_expired_lease_of_a_dead_node(self):
+        now = timezone.now()
+        Peer.objects.create(name=LEADER_NAME, node="dead", started_at=ago(60, now),
+                            expires_at=now + datetime.timedelta(seconds=30))
+        node = self.start_node({"plug": 1}, plugins=True)
+        self.assertFalse(node.is_leader)
+        Peer.objects.filter(name=LEADER_NAME).update(expires_at=ago(1))  # the lease runs out
+        wait_until(lambda: node.is_leader, 4, message="node leading")
+        self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, node.lease_holder)
+
+    def test_only_the_leader_runs_plugins(self):
+        senders = []
+        receiver = lambda sender, **kw: senders.append(sender)  # noqa: E731
+        signals.plugin_ran.connect(receiver, weak=False)
+        self.addCleanup(signals.plugin_ran.disconnect, receiver)
+        leader = self.start_node({"plug": 1}, plugins=True, name="leader")
+        follower = self.start_node({"plug": 1}, plugins=True, name="follower")
+        wait_until(lambda: len(senders) >= 4, 3)
+        self.assertTrue(all(any(s is p for p in leader.plugins) for s in senders))
+        self.assertFalse(any(any(s is p for p in follower.plugins) for s in senders))
+
+    def test_stopped_leader_releases_the_lease(self):
+        node = self.start_node({"plug": 1}, plugins=True)
+        self.assertTrue(Peer.objects.filter(name=LEADER_NAME, node=node.lease_holder).exists())
+        node.stop()
+        self.assertFalse(Peer.objects.filter(name=LEADER_NAME).exists())
