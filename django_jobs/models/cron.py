@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone as dj_timezone
+
+logger = logging.getLogger("django_jobs.cron")
 
 
 class CronSource(models.TextChoices):
@@ -26,14 +29,21 @@ class CronEntryQuerySet(models.QuerySet):
 
         The slots of an entry are its run times after the later of its last inserted slot,
         its creation, and ``now`` minus its window (``catch_up`` seconds, at least ``grace``):
-        slots missed for longer than that are skipped. Oldest first, at most 1,000 per entry.
+        slots missed for longer than that are skipped. Oldest first, at most 1,000 per entry
+        and call (the next call goes on from the last one). An entry that cannot be read (its
+        expression or time zone no longer valid) is logged and skipped, never stopping others.
         """
         for entry in self.active():
-            if entry.expression_obj.reboot:
+            try:
+                if entry.expression_obj.reboot:
+                    continue
+                window = datetime.timedelta(seconds=max(entry.catch_up, grace))
+                since = max(entry.last_slot_at or entry.created_at, entry.created_at,
+                            now - window)
+                slots = entry.expression_obj.runs_between(since, now, entry.tzinfo)[:1000]
+            except Exception as exc:
+                logger.error("cron entry %r skipped: %s", entry.name, exc)
                 continue
-            window = datetime.timedelta(seconds=max(entry.catch_up, grace))
-            since = max(entry.last_slot_at or entry.created_at, entry.created_at, now - window)
-            slots = entry.expression_obj.runs_between(since, now, entry.tzinfo)[-1000:]
             if slots:
                 yield entry, slots
 

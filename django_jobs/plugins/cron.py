@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from ..build import new_job, resolve_worker
@@ -42,6 +42,9 @@ ENTRY_OPTIONS = ("args", "timezone", "name", "catch_up")
 #: Job options a cron entry may set (scheduling and uniqueness belong to cron).
 CRON_JOB_OPTIONS = ("queue", "priority", "max_attempts", "tags", "meta")
 MAX_CATCH_UP = 7 * 86400
+#: Column sizes of the cron table.
+EXPRESSION_MAX_LENGTH = 128
+NAME_MAX_LENGTH = 128
 #: Seconds of lateness allowed to a slot when catch-up is off (covers a leader change).
 GRACE = 60.0
 CLUSTER_MARKER = "django_jobs:cluster"
@@ -53,6 +56,9 @@ MARKER_RENEWALS_PER_TTL = 6
 def validate_entry(expression: str, worker: str, args: Any, options: Mapping[str, Any],
                    tz: str | None, catch_up: Any) -> None:
     """Raise InvalidJobError (or CronError) naming what is wrong with a cron entry."""
+    if isinstance(expression, str) and len(expression) > EXPRESSION_MAX_LENGTH:
+        raise InvalidJobError(f"cron expression is {len(expression)} characters long; the "
+                              f"limit is {EXPRESSION_MAX_LENGTH}")
     parse(expression)
     resolve_worker(worker)
     if not isinstance(args, Mapping):
@@ -101,6 +107,9 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
             validate_entry(expression, worker, args, options, tz, catch_up)
         except (InvalidJobError, CronError) as exc:
             raise ConfigurationError(f"{where} ({expression!r}, {worker!r}): {exc}") from None
+        if not isinstance(name, str) or not name or len(name) > NAME_MAX_LENGTH:
+            raise ConfigurationError(f"{where}: name must be a non-empty string of at most "
+                                     f"{NAME_MAX_LENGTH} characters, not {name!r}")
         if name in names:
             raise ConfigurationError(f"{where}: two CRONTAB entries are named {name!r}; give "
                                      f"each entry of one worker a 'name' option")
@@ -131,16 +140,24 @@ class Cron(Plugin):
         jobs, advanced = [], []
         entries = CronEntry.objects.using(engine.alias)
         for entry, slots in entries.due(now, GRACE):
-            jobs += [self.job_for(entry, slot) for slot in slots]
+            try:
+                jobs += [self.job_for(entry, slot) for slot in slots]
+            except Exception as exc:  # e.g. its worker was removed: skip it, run the others
+                logger.error("cron entry %r skipped: %s", entry.name, exc)
+                continue
             advanced.append((entry, slots[-1]))
-        jobs += self.reboot_jobs(engine, now)
-        inserted = 0
-        if jobs:
-            from ..insertion import insert_all
+        # The reboot marker and the jobs go in one transaction: if the insert fails, the
+        # marker is not renewed either and the next run (or leader) tries the reboot again.
+        with transaction.atomic(using=engine.alias):
+            jobs += self.reboot_jobs(engine, now)
+            inserted = 0
+            if jobs:
+                from ..insertion import insert_all
 
-            inserted = sum(1 for job in insert_all(jobs, using=engine.alias) if not job.conflict)
-        for entry, last in advanced:
-            entries.filter(pk=entry.pk).update(last_slot_at=last)
+                inserted = sum(1 for job in insert_all(jobs, using=engine.alias)
+                               if not job.conflict)
+            for entry, last in advanced:
+                entries.filter(pk=entry.pk).update(last_slot_at=last)
         return {"inserted": inserted}
 
     def job_for(self, entry, slot: datetime.datetime | str):
@@ -162,10 +179,13 @@ class Cron(Plugin):
         for spec in self.crontab:
             fields = {k: spec[k] for k in ("expression", "worker", "args", "options",
                                            "timezone", "catch_up")}
+            # Insert-or-nothing first: two leaders for a moment may sync at once.
+            rows.bulk_create([CronEntry(name=spec["name"], source=CronSource.SETTINGS,
+                                        **fields)], ignore_conflicts=True)
             existing = rows.filter(name=spec["name"]).first()
             if existing is None:
-                rows.create(name=spec["name"], source=CronSource.SETTINGS, **fields)
-            elif existing.source == CronSource.SETTINGS:
+                continue
+            if existing.source == CronSource.SETTINGS:
                 rows.filter(pk=existing.pk).update(**fields)
             else:
                 logger.warning("cron entry %r in CRONTAB is shadowed by a database entry of "
@@ -184,9 +204,14 @@ class Cron(Plugin):
         self._marker_renewed = now
         if boot is None:
             return []
-        reboot = [e for e in CronEntry.objects.using(engine.alias).active()
-                  if e.expression_obj.reboot]
-        return [self.job_for(entry, f"reboot:{boot}") for entry in reboot]
+        jobs = []
+        for entry in CronEntry.objects.using(engine.alias).active():
+            try:
+                if entry.expression_obj.reboot:
+                    jobs.append(self.job_for(entry, f"reboot:{boot}"))
+            except Exception as exc:
+                logger.error("cron entry %r skipped: %s", entry.name, exc)
+        return jobs
 
     def renew_cluster_marker(self, engine, now: datetime.datetime) -> str | None:
         """Extend the cluster marker; return a new boot id when the cluster (re)started."""
@@ -216,4 +241,10 @@ def next_runs(now: datetime.datetime | None = None) -> list[tuple[Any, Any]]:
     from ..models import CronEntry
 
     now = now or timezone.now()
-    return [(entry, entry.next_run(now)) for entry in CronEntry.objects.all()]
+    rows = []
+    for entry in CronEntry.objects.all():
+        try:
+            rows.append((entry, entry.next_run(now)))
+        except Exception:
+            rows.append((entry, "invalid"))
+    return rows

@@ -187,8 +187,8 @@ def _field(part: str, name: str, low: int, high: int) -> frozenset[int]:
             first_text, _, last_text = base.partition("-")
             first = _value(first_text, name, low, top, names)
             last = _value(last_text, name, low, top, names)
-            if name == "day-of-week" and last == 0 and last_text.upper() == "SUN":
-                last = 7  # "MON-SUN": Sunday as the end of a range
+            if name == "day-of-week" and last == 0 and first > 0 and last_text.upper() == "SUN":
+                last = 7  # "MON-SUN": Sunday as the end of a range (but SUN-SUN is Sunday)
             if first > last:
                 raise CronError(f"{name} field range {base!r} runs backwards ({first} > {last})")
         else:

@@ -116,8 +116,11 @@ class Command(BaseCommand):
                 self.stdout.write("(no cron entries; settings entries appear once a leader "
                                   "has run)")
             for entry, nxt in rows:
-                when = ("at cluster start" if entry.expression_obj.reboot
-                        else f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "never")
+                if nxt == "invalid":
+                    when = "invalid entry (fix it in the admin or delete it)"
+                else:
+                    when = ("at cluster start" if entry.expression_obj.reboot
+                            else f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "never")
                 self.stdout.write(f"{entry.name}  {entry.expression!r} {entry.timezone}  "
                                   f"{entry.worker}  next: {when}"
                                   f"{'  [paused]' if entry.paused else ''}  ({entry.source})")
@@ -134,8 +137,9 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from None
             entry.save()
-            self.stdout.write(f"added cron entry {entry.name}; next run "
-                              f"{entry.next_run() or 'at cluster start'}")
+            nxt = ("at cluster start" if entry.expression_obj.reboot
+                   else entry.next_run() or "never (the expression matches no date)")
+            self.stdout.write(f"added cron entry {entry.name}; next run {nxt}")
             return
         entry = CronEntry.objects.filter(name=options["name"]).first()
         if entry is None:
