@@ -49,12 +49,14 @@ def ensure_postgres_database() -> str | None:
     return None
 
 
-def setup_django(url: str) -> None:
-    """Configure Django for ``url`` with django_jobs installed, and migrate."""
-    sys.path.insert(0, str(ROOT))
-    import django
+#: Apps of every benchmark process.
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_jobs", "bench"]
+
+
+def database_config(url: str) -> dict:
+    """Django's DATABASES entry for a bench URL: the recommended SQLite OPTIONS, and
+    ``?prepare_threshold=N`` for psycopg's prepared statements on PostgreSQL."""
     import environ
-    from django.conf import settings
 
     url, _, query = url.partition("?")
     database = environ.Env.db_url_config(url)
@@ -64,10 +66,18 @@ def setup_django(url: str) -> None:
         database["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30,
                                "init_command": "PRAGMA journal_mode=WAL; "
                                                "PRAGMA synchronous=NORMAL;"}
+    return database
+
+
+def setup_django(url: str) -> None:
+    """Configure Django for ``url`` with django_jobs installed, and migrate."""
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.conf import settings
+
     settings.configure(
-        DATABASES={"default": database},
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_jobs",
-                        "bench"],
+        DATABASES={"default": database_config(url)},
+        INSTALLED_APPS=INSTALLED_APPS,
         USE_TZ=True,
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         LOGGING_CONFIG=None,

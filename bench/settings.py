@@ -1,22 +1,13 @@
 """Settings for processes the benchmarks start with ``python -m django`` (bench/run.py's
-``runjobs``). The database URL comes from ``BENCH_DATABASE_URL``; the database configuration
-mirrors :func:`bench.common.setup_django` (SQLite OPTIONS, ``?prepare_threshold=N``)."""
+``runjobs``). The database URL comes from ``BENCH_DATABASE_URL``, configured as
+:func:`bench.common.database_config` does for the benchmark itself."""
 
 import os
 
-import environ
-
-_url, _, _query = os.environ["BENCH_DATABASE_URL"].partition("?")
-_database = environ.Env.db_url_config(_url)
-if _query.startswith("prepare_threshold="):
-    _database["OPTIONS"] = {"prepare_threshold": int(_query.split("=", 1)[1])}
-if _database["ENGINE"].endswith("sqlite3"):
-    _database["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30,
-                            "init_command": "PRAGMA journal_mode=WAL; "
-                                            "PRAGMA synchronous=NORMAL;"}
+from bench.common import INSTALLED_APPS, database_config
 
 SECRET_KEY = "django_jobs-bench-only"
-DATABASES = {"default": _database}
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_jobs", "bench"]
+DATABASES = {"default": database_config(os.environ["BENCH_DATABASE_URL"])}
+INSTALLED_APPS = INSTALLED_APPS
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
