@@ -77,9 +77,12 @@ def _check_queues(queues: Any) -> list:
 
 def _check_database(alias: str) -> list:
     connection = connections[alias]
-    if connection.vendor not in ("postgresql", "sqlite"):
+    from .engines import ENGINES
+
+    if connection.vendor not in ENGINES:
         return [Error(f"Database {alias!r} is {connection.vendor}; django_jobs supports "
-                      f"PostgreSQL and SQLite.", id="django_jobs.E004")]
+                      f"{' and '.join(sorted(ENGINES))}.", id="django_jobs.E004")]
+    # transaction_mode is an OPTION of Django's SQLite backend only.
     if connection.vendor == "sqlite":
         options = connection.settings_dict.get("OPTIONS", {})
         if str(options.get("transaction_mode", "")).upper() != "IMMEDIATE":
