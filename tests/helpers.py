@@ -43,16 +43,3 @@ def count_statements(using="default"):
             yield statements
         statements.extend(query["sql"] for query in context.captured_queries)
 
-
-def expected_failure_on(*vendors, using="default"):
-    """``unittest.expectedFailure`` on the given database vendors only (a known engine bug)."""
-    import unittest
-
-    from django.db import connections
-
-    def decorate(test):
-        if connections[using].vendor in vendors:
-            return unittest.expectedFailure(test)
-        return test
-
-    return decorate
