@@ -301,7 +301,7 @@ class Engine:
         however long they run. Returns counts ``rescued`` and ``discarded``, and the ``queues``
         that got jobs back.
         """
-        from ..models import Job, JobState, Producer, unique_key_after
+        from ..models import Job, JobState, Producer, error_entry, unique_key_after
 
         # Executing jobs first, producers second: a producer's row is written before it claims
         # anything, so a job read here belongs to a producer the next read can see. (The other
@@ -318,8 +318,8 @@ class Engine:
         rescued = discarded = 0
         queues = set()
         for pk, attempt, max_attempts, errors, queue, _ in rows:
-            error = {"at": now.isoformat(), "attempt": attempt,
-                     "error": "Rescued: the node running this job stopped heartbeating."}
+            error = error_entry(attempt, now,
+                                "Rescued: the node running this job stopped heartbeating.")
             changes = {"errors": [*errors, error]}
             if attempt >= max_attempts:
                 changes.update(state=JobState.DISCARDED, discarded_at=now)

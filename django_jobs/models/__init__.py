@@ -1,7 +1,7 @@
 from .cron import CronEntry, CronSource
-from .job import FINISHED_STATES, STATE_BITS, Job, JobState, unique_key_after
+from .job import FINISHED_STATES, STATE_BITS, Job, JobState, error_entry, unique_key_after
 from .peer import Peer
 from .producer import Producer
 
 __all__ = ["FINISHED_STATES", "STATE_BITS", "CronEntry", "CronSource", "Job", "JobState", "Peer",
-           "Producer", "unique_key_after"]
+           "Producer", "error_entry", "unique_key_after"]

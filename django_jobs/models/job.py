@@ -40,6 +40,12 @@ def _state_bit() -> Case:
                 default=Value(0))
 
 
+def error_entry(attempt: int, at: Any, text: str) -> dict[str, Any]:
+    """One entry of ``Job.errors``: when, which attempt, and the error (a traceback or a
+    reason)."""
+    return {"at": at.isoformat(), "attempt": attempt, "error": text}
+
+
 def unique_key_after(state: str) -> Case:
     """The value ``unique_key`` takes when a job moves to ``state``: kept while ``state`` is one
     of the job's unique states, NULL otherwise.

@@ -22,7 +22,7 @@ from django.utils import timezone
 from .. import signals
 from ..build import resolve_worker
 from ..exceptions import WorkerNotImportable
-from ..models import JobState
+from ..models import JobState, error_entry
 from ..worker import Cancel, Discard, Snooze, Worker
 from .interrupt import JobCancelled, JobInterrupted, JobTimeout, NodeShutdown, Running
 from .outcome import Outcome
@@ -161,7 +161,7 @@ def put_back(job, now, reason: str) -> Outcome:
 
 
 def _error(job, now, text: str) -> dict:
-    return {"at": now.isoformat(), "attempt": job.attempt, "error": text}
+    return error_entry(job.attempt, now, text)
 
 
 def _after_job(job, outcome: Outcome, started: float, result: Any, worker_class) -> None:
