@@ -43,10 +43,6 @@ class Engine:
     vendor: str = ""
     #: Inserts can wake other processes through LISTEN/NOTIFY.
     has_listen_notify: bool = False
-    #: Fetch can claim rows with ``FOR UPDATE SKIP LOCKED`` (concurrent fetchers never block).
-    has_skip_locked: bool = False
-    #: Writers are serialised by the database (one write transaction at a time).
-    serialises_writes: bool = False
     #: Most bind parameters one statement may carry.
     max_query_params: int = 999
 

@@ -54,8 +54,6 @@ class PostgreSQLEngine(Engine):
 
     vendor = "postgresql"
     has_listen_notify = True
-    has_skip_locked = True
-    serialises_writes = False
     max_query_params = 65535
     #: Rows per unnest INSERT.
     insert_chunk = 5000

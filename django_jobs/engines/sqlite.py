@@ -9,8 +9,6 @@ from .base import Engine
 class SQLiteEngine(Engine):
     vendor = "sqlite"
     has_listen_notify = False
-    has_skip_locked = False
-    serialises_writes = True
 
     @property
     def max_query_params(self) -> int:
