@@ -16,6 +16,7 @@ from .build import resolve_worker
 from .engines import Engine, get_engine
 from .engines.base import FRESH_JOB
 from .exceptions import InvalidJobError, JobsError
+from .execution.inline import run_inline
 from .models import STATE_BITS, Job
 from .unique import UniqueSpec
 
@@ -51,8 +52,6 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     if not jobs:
         return []
     if modes.current() == "inline":
-        from .testing import run_inline
-
         return run_inline(jobs)
     engine = get_engine(using)
     now = timezone.now()

@@ -29,6 +29,7 @@ from django.utils import timezone
 from . import modes
 from .build import new_job, resolve_worker
 from .engines import get_engine
+from .execution.inline import as_fetched
 from .exceptions import InvalidJobError
 from .jsonutil import round_trip
 from .models import Job, JobState
@@ -97,23 +98,6 @@ class with_testing_mode(contextlib.ContextDecorator):
 
             return wrapper
         return super().__call__(func)
-
-
-def run_inline(jobs: Sequence[Job]) -> list[Job]:
-    """Inline mode: run ``jobs`` now, in this thread, through the executor; nothing is written.
-
-    Each job comes back with the state and errors its attempt gave it (``completed``,
-    ``retryable``, ...), ``attempt`` 1 and no id.
-    """
-    from .runtime.executor import execute
-    from .runtime.interrupt import Running
-
-    for job in jobs:
-        _as_fetched(job)
-        outcome, result = execute(Running(job), reset=False)
-        outcome.apply_to(job)
-        job.result = result
-    return list(jobs)
 
 
 # -- matching ----------------------------------------------------------------------------------
@@ -271,15 +255,6 @@ def assert_not_enqueued(*, timeout: float | None = None, **criteria: Any) -> Non
 
 # -- running jobs in tests --------------------------------------------------------------------
 
-def _as_fetched(job: Job) -> None:
-    """Give a job what a fetch would: attempt bumped, attempted_at/by set."""
-    now = timezone.now()
-    job.state = JobState.EXECUTING
-    job.attempt = (job.attempt or 0) + 1
-    job.attempted_at = now
-    job.attempted_by = ["test", "perform_job"]
-
-
 def _check_result(worker: type, result: Any) -> None:
     if isinstance(result, type):
         raise InvalidJobError(f"{worker.worker_path}.perform returned the class {result!r}; "
@@ -313,7 +288,7 @@ def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None,
     else:
         job = new_job(worker, args, **options)
         worker_class = resolve_worker(job.worker)
-    _as_fetched(job)
+    as_fetched(job, ["test", "perform_job"])
     instance = worker_class()
     if inspect.iscoroutinefunction(instance.perform):
         result = asyncio.run(instance.perform(job))
@@ -337,8 +312,8 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
     outcome is written. Returns counts: completed, failed (retryable), discarded, cancelled,
     snoozed.
     """
-    from .runtime.executor import execute
-    from .runtime.interrupt import Running
+    from .execution.executor import execute
+    from .execution.interrupt import Running
 
     engine = get_engine()
     counts = {"completed": 0, "failed": 0, "discarded": 0, "cancelled": 0, "snoozed": 0}

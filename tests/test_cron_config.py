@@ -18,7 +18,7 @@ from django_jobs.checks import check_settings
 from django_jobs.exceptions import ConfigurationError, InvalidJobError
 from django_jobs.models import CronEntry, CronSource
 from django_jobs.plugins.cron import MAX_CATCH_UP, parse_crontab, validate_entry
-from django_jobs.plugins.crontab import CronError
+from django_jobs.crontab import CronError
 
 UTC = datetime.UTC
 W = "tests.cron_workers.CronWorker"

@@ -1,4 +1,4 @@
-"""The cron expression parser (django_jobs.plugins.crontab), by example.
+"""The cron expression parser (django_jobs.crontab), by example.
 
 The property-based tests (random expressions against a brute-force search, across DST
 changes) are in test_cron_properties.py.
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.test import SimpleTestCase
 
 from django_jobs.exceptions import InvalidJobError
-from django_jobs.plugins.crontab import (
+from django_jobs.crontab import (
     CronError, Expression, parse, timezone_named, to_utc,
 )
 

@@ -25,7 +25,7 @@ from django_jobs import ConfigurationError, signals
 from django_jobs.engines import get_engine
 from django_jobs.models import CronEntry, CronSource, Job, Peer
 from django_jobs.plugins.cron import CLUSTER_MARKER, CLUSTER_TTL, GRACE, Cron
-from django_jobs.plugins.crontab import parse
+from django_jobs.crontab import parse
 
 
 from .runtime_workers import RuntimeTestCase, wait_until

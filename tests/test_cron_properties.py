@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from django.test import SimpleTestCase
 from hypothesis import example, given, settings, strategies as st
 
-from django_jobs.plugins.crontab import CronError, parse
+from django_jobs.crontab import CronError, parse
 
 UTC = datetime.UTC
 MINUTE = datetime.timedelta(minutes=1)

@@ -120,7 +120,7 @@ class FetchTests(TransactionTestCase):
         self.assertGreater(sum(1 for ids in claimed if ids), 1, "only one fetcher got work")
 
     def test_ack_only_touches_executing_jobs(self):
-        from django_jobs.runtime.outcome import Outcome
+        from django_jobs.execution.outcome import Outcome
 
         [job] = enqueue_many(1)
         [claimed] = self.engine.fetch_jobs("fetch", 1, ["n", "p"], timezone.now())
@@ -130,7 +130,7 @@ class FetchTests(TransactionTestCase):
         self.assertEqual(Job.objects.get(pk=job.pk).state, "cancelled")
 
     def test_ack_writes_completed_in_bulk_and_others_with_changes(self):
-        from django_jobs.runtime.outcome import Outcome
+        from django_jobs.execution.outcome import Outcome
 
         jobs = [ReturnWorker.enqueue({"i": i}, queue="fetch") for i in range(4)]
         self.engine.fetch_jobs("fetch", 4, ["n", "p"], timezone.now())

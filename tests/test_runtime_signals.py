@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_jobs import Snooze, signals
 from django_jobs.models import Peer
 from django_jobs.plugins.stager import Stager
-from django_jobs.runtime.interrupt import JobTimeout
+from django_jobs.execution.interrupt import JobTimeout
 from django_jobs.runtime.node import LEADER_NAME
 
 from . import runtime_workers as w

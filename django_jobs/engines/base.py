@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from django.db.models import Field
 
     from ..models import Job
-    from ..runtime.outcome import Outcome
+    from ..execution.outcome import Outcome
 
 #: What every job holds when it is inserted: no attempt made yet. insert_all() resets these on
 #: the jobs it writes, and engines may write them as literals.
@@ -371,7 +371,7 @@ class Engine:
             return
         from django.db import transaction
 
-        from ..runtime.wakeup import wake_local
+        from .wakeup import wake_local
 
         queues = sorted(set(queues))
         transaction.on_commit(lambda: wake_local(queues), using=self.alias)

@@ -17,7 +17,7 @@ from .base import FRESH_JOB, Engine
 
 if TYPE_CHECKING:
     from ..models import Job
-    from ..runtime.outcome import Outcome
+    from ..execution.outcome import Outcome
 
 #: NOTIFY channels: inserted jobs (payload: queue name) and control messages (payload: JSON).
 INSERT_CHANNEL = "django_jobs_insert"

@@ -96,13 +96,13 @@ class CronEntry(models.Model):
 
     @property
     def expression_obj(self):
-        from ..plugins.crontab import parse
+        from ..crontab import parse
 
         return parse(self.expression)
 
     @property
     def tzinfo(self):
-        from ..plugins.crontab import timezone_named
+        from ..crontab import timezone_named
 
         return timezone_named(self.timezone)
 

@@ -33,7 +33,7 @@ from ..build import new_job, resolve_worker
 from ..exceptions import ConfigurationError, InvalidJobError
 from ..jsonutil import round_trip
 from .base import Plugin
-from .crontab import CronError, parse, timezone_named
+from ..crontab import CronError, parse, timezone_named
 
 logger = logging.getLogger("django_jobs.cron")
 

@@ -14,7 +14,7 @@ import time
 from django.db import connections
 
 from ..engines import Engine
-from .outcome import Outcome
+from ..execution.outcome import Outcome
 
 logger = logging.getLogger("django_jobs.acker")
 

@@ -34,8 +34,8 @@ from ..plugins.lifeline import Lifeline
 from ..plugins.pruner import Pruner
 from ..plugins.stager import Stager
 from .acker import Acker
-from .executor import put_back
-from .interrupt import JobTimeout, NodeShutdown
+from ..execution.executor import put_back
+from ..execution.interrupt import JobTimeout, NodeShutdown
 from .producer import Producer
 
 logger = logging.getLogger("django_jobs.node")

@@ -18,10 +18,10 @@ from django.db import connections
 from django.utils import timezone
 
 from ..engines import Engine
-from . import wakeup
+from ..engines import wakeup
 from .acker import Acker
-from .executor import execute, put_back
-from .interrupt import JobInterrupted, Running
+from ..execution.executor import execute, put_back
+from ..execution.interrupt import JobCancelled, JobInterrupted, Running
 
 logger = logging.getLogger("django_jobs.producer")
 
@@ -83,7 +83,6 @@ class Producer:
 
     def cancel(self, job_id: int) -> bool:
         """Stop the executing job ``job_id`` if this producer runs it."""
-        from .interrupt import JobCancelled
 
         running = self.running.get(job_id)
         return running is not None and running.interrupt(JobCancelled)

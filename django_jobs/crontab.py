@@ -25,7 +25,7 @@ import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from ..exceptions import InvalidJobError
+from .exceptions import InvalidJobError
 
 UTC = datetime.UTC
 
