@@ -4,6 +4,9 @@ Workers live at module level so that the runtime can import them by dotted path
 (``tests.runtime_workers.ReturnWorker``). What they observe goes to :data:`record`, which the
 tests reset in ``setUp``; jobs that must block wait on :data:`record.gate` (never for more than
 a few seconds, so that a failing test cannot hang the suite).
+
+The waits and job helpers are tests/waits.py's and tests/helpers.py's; ``wait_until`` here adds
+what the fixture jobs are doing to its failure message.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from contextlib import contextmanager
 
 from django.db import connection, transaction
 from django.test import TransactionTestCase
+from django.utils import timezone
 
 from django_jobs import Cancel, Discard, Snooze, Worker
 from django_jobs.models import Job, Producer as ProducerRow
 from django_jobs.runtime import node as runtime_node
+
+from . import waits
+from .helpers import producer_row, reload, state_of, wait_for_state  # noqa: F401
 
 #: Longest time a blocking fixture job waits for its gate.
 BLOCK_LIMIT = 10.0
@@ -55,6 +62,44 @@ class Record:
             self.current -= 1
             self.exited[job.pk] = how
 
+    @contextmanager
+    def performing(self, job):
+        """``enter`` the job, and ``leave`` it with "returned" or the name of the exception
+        that ended it (``JobTimeout``, ``JobCancelled``, ``CancelledError``, ...)."""
+        self.enter(job)
+        how = "returned"
+        try:
+            yield
+        except BaseException as exc:
+            how = type(exc).__name__
+            raise
+        finally:
+            self.leave(job, how)
+
+    def wait_for_gate(self) -> bool:
+        """Block until :attr:`gate` is set, at most BLOCK_LIMIT s; True if it was set.
+
+        Polls in short sleeps rather than ``gate.wait()``: the runtime stops a job by raising
+        an exception in its thread, which Python delivers between bytecodes only.
+        """
+        deadline = time.monotonic() + BLOCK_LIMIT
+        while not self.gate.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.gate.is_set()
+
+    async def wait_for_gate_async(self) -> bool:
+        """:meth:`wait_for_gate` for coroutines (cancelled at an ``await``)."""
+        deadline = time.monotonic() + BLOCK_LIMIT
+        while not self.gate.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.gate.is_set()
+
+    def describe(self) -> str:
+        """What the fixture jobs are doing (for the failure message of a wait)."""
+        with self.lock:
+            return (f"fixture jobs in perform: {self.current} (at most {self.max_current} at "
+                    f"once), {len(self.started)} started, {len(self.exited)} exited")
+
 
 record = Record()
 
@@ -65,9 +110,8 @@ class ReturnWorker(Worker):
     queue = "outcomes"
 
     def perform(self, job):
-        record.enter(job)
-        record.leave(job, "returned")
-        return job.args.get("value")
+        with record.performing(job):
+            return job.args.get("value")
 
 
 class FailWorker(Worker):
@@ -143,15 +187,11 @@ class BusyLoopTimeoutWorker(Worker):
         return 0.3
 
     def perform(self, job):
-        record.enter(job)
-        try:
+        with record.performing(job):
             deadline = time.monotonic() + BLOCK_LIMIT
             while True:
                 if time.monotonic() > deadline:  # safety net only; the timeout must win
                     return "not stopped"
-        except BaseException as exc:
-            record.leave(job, type(exc).__name__)
-            raise
 
 
 class AsyncSleepTimeoutWorker(Worker):
@@ -161,13 +201,9 @@ class AsyncSleepTimeoutWorker(Worker):
         return 0.3
 
     async def perform(self, job):
-        record.enter(job)
-        try:
+        with record.performing(job):
             await asyncio.sleep(BLOCK_LIMIT)
             return "not stopped"
-        except BaseException as exc:
-            record.leave(job, type(exc).__name__)
-            raise
 
 
 class AsyncReturnWorker(Worker):
@@ -207,10 +243,9 @@ class RecordWorker(Worker):
     queue = "ordered"
 
     def perform(self, job):
-        record.enter(job)
-        time.sleep(job.args.get("sleep", 0))
-        record.leave(job, "returned")
-        return job.args.get("n")
+        with record.performing(job):
+            time.sleep(job.args.get("sleep", 0))
+            return job.args.get("n")
 
 
 class GateWorker(Worker):
@@ -219,36 +254,16 @@ class GateWorker(Worker):
     queue = "control"
 
     def perform(self, job):
-        record.enter(job)
-        how = "returned"
-        try:
-            deadline = time.monotonic() + BLOCK_LIMIT
-            while not record.gate.is_set() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            return "released" if record.gate.is_set() else "gate timed out"
-        except BaseException as exc:
-            how = type(exc).__name__
-            raise
-        finally:
-            record.leave(job, how)
+        with record.performing(job):
+            return "released" if record.wait_for_gate() else "gate timed out"
 
 
 class AsyncGateWorker(Worker):
     queue = "control"
 
     async def perform(self, job):
-        record.enter(job)
-        how = "returned"
-        try:
-            deadline = time.monotonic() + BLOCK_LIMIT
-            while not record.gate.is_set() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            return "released"
-        except BaseException as exc:
-            how = type(exc).__name__
-            raise
-        finally:
-            record.leave(job, how)
+        with record.performing(job):
+            return "released" if await record.wait_for_gate_async() else "gate timed out"
 
 
 class OrmWorker(Worker):
@@ -293,52 +308,26 @@ class UniqueAllWorker(Worker):
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def wait_until(predicate, timeout: float = 5.0, interval: float = 0.02, message: str = ""):
-    """Poll ``predicate`` until it returns something truthy; return that, or fail the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for "
-                                 f"{message or getattr(predicate, '__name__', predicate)} "
-                                 f"(jobs in perform: {record.current}, at most "
-                                 f"{record.max_current})")
-        time.sleep(interval)
+def wait_until(predicate, timeout: float = waits.TIMEOUT, *, what: str | None = None,
+               message: str | None = None, **options):
+    """:func:`tests.waits.wait_until` whose failure also tells what the fixture jobs are doing
+    (``message`` is an older name of ``what``)."""
+    options.setdefault("describe", record.describe)
+    return waits.wait_until(predicate, timeout, what=what or message, **options)
 
 
-def next_heartbeat(node, timeout: float = 3.0) -> None:
+def next_heartbeat(node, timeout: float = waits.TIMEOUT) -> None:
     """Wait until every producer of ``node`` has heartbeated (and so re-read its row) after
     this call: local queue control can be undone by a heartbeat that read the rows just
     before it (see test_runtime_control.HeartbeatRaceTests); the next one puts it right."""
-    from django.utils import timezone
-
     after = timezone.now()
     uuids = [p.uuid for p in node.producers.values()]
-    wait_until(lambda: ProducerRow.objects.filter(uuid__in=uuids, heartbeat_at__gt=after)
-               .count() == len(uuids), timeout, message="the next heartbeat")
+    rows = ProducerRow.objects.filter(uuid__in=uuids)
+    waits.wait_until(lambda: rows.filter(heartbeat_at__gt=after).count() == len(uuids), timeout,
+                     what=f"the next heartbeat of node {node.name}",
+                     describe=lambda: f"{rows.filter(heartbeat_at__gt=after).count()} of "
+                                      f"{len(uuids)} producers heartbeated")
     time.sleep(0.05)  # the heartbeat applies the rows just after writing heartbeat_at
-
-
-def state_of(job) -> str:
-    return Job.objects.values_list("state", flat=True).get(pk=getattr(job, "pk", job))
-
-
-def reload(job) -> Job:
-    return Job.objects.get(pk=getattr(job, "pk", job))
-
-
-def wait_for_state(job, *states: str, timeout: float = 5.0) -> Job:
-    """Wait until ``job`` is in one of ``states``; return it fresh from the database."""
-    def reached():
-        fresh = reload(job)
-        return fresh if fresh.state in states else None
-
-    try:
-        return wait_until(reached, timeout, message=f"job {job.pk} in {states}")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; it is {state_of(job)!r}") from None
 
 
 class RuntimeTestCase(TransactionTestCase):
@@ -364,8 +353,10 @@ class RuntimeTestCase(TransactionTestCase):
         return node
 
     @staticmethod
-    def stop_node(node) -> None:
-        node.stop()
+    def stop_node(node, timeout: float = 60.0) -> None:
+        """``node.stop()``, bounded: it takes at most its grace period and a few seconds."""
+        with waits.time_limit(timeout, f"node {node.name} to stop"):
+            node.stop()
         assert node not in runtime_node.local_nodes
         # The pool threads of a stopped node leave their connections to the garbage collector
         # (see test_runtime_connections): collect now, or PostgreSQL refuses to drop the test
@@ -391,5 +382,4 @@ def open_connections_counter():
 
 
 def live_producer(node_name: str, queue: str, uuid, heartbeat_at) -> ProducerRow:
-    return ProducerRow.objects.create(uuid=uuid, node=node_name, queue=queue, limit=1,
-                                      started_at=heartbeat_at, heartbeat_at=heartbeat_at)
+    return producer_row(node_name, queue, uuid=uuid, heartbeat_at=heartbeat_at)

@@ -2,15 +2,10 @@
 
 import io
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -18,9 +13,10 @@ from django_jobs.models import Job, Producer
 from django_jobs.runtime import node as runtime_node
 
 from . import runtime_workers as w
-from .runtime_workers import RuntimeTestCase, record, wait_for_state, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import reload, set_state, wait_for_state
+from .processes import run_django
+from .runtime_workers import RuntimeTestCase, record, wait_until
+from .waits import holds_for, time_limit
 
 
 class CommandTestCase(RuntimeTestCase):
@@ -75,11 +71,10 @@ class RunjobsTests(CommandTestCase):
         jobs = [w.RecordWorker.enqueue({"n": i}, queue="cmd") for i in range(20)]
         jobs.append(w.AsyncReturnWorker.enqueue({"x": 1}, queue="cmd2"))
         other = w.ReturnWorker.enqueue({}, queue="not-run")
-        started = time.monotonic()
-        out = self.call("runjobs", "--queue", "cmd=4", "-q", "cmd2=1", "--stop-when-empty",
-                        "--no-plugins", "--node", "cmd-node", "--grace", "1",
-                        "--verbosity", "0")
-        self.assertLess(time.monotonic() - started, 8)
+        with time_limit(60, "runjobs --stop-when-empty to return"):
+            out = self.call("runjobs", "--queue", "cmd=4", "-q", "cmd2=1", "--stop-when-empty",
+                            "--no-plugins", "--node", "cmd-node", "--grace", "1",
+                            "--verbosity", "0")
         self.assertEqual(set(Job.objects.filter(pk__in=[j.pk for j in jobs])
                              .values_list("state", flat=True)), {"completed"})
         self.assertEqual(Job.objects.get(pk=other.pk).state, "available")
@@ -93,13 +88,15 @@ class RunjobsTests(CommandTestCase):
         self.assertLessEqual(record.max_current, 4)
 
     def test_stop_when_empty_with_nothing_to_do(self):
-        out = self.call("runjobs", "-q", "empty=1", "--stop-when-empty", "--no-plugins",
-                        "--verbosity", "0")
+        with time_limit(60, "runjobs --stop-when-empty to return"):
+            out = self.call("runjobs", "-q", "empty=1", "--stop-when-empty", "--no-plugins",
+                            "--verbosity", "0")
         self.assertIn("empty=1", out)
         self.assertEqual(Producer.objects.count(), 0)
 
     def test_queues_from_settings(self):
-        with override_settings(DJANGO_JOBS={"QUEUES": {"fromsettings": 2}}):
+        with override_settings(DJANGO_JOBS={"QUEUES": {"fromsettings": 2}}), \
+                time_limit(60, "runjobs --stop-when-empty to return"):
             out = self.call("runjobs", "--stop-when-empty", "--no-plugins", "--verbosity", "0")
         self.assertIn("fromsettings=2", out)
 
@@ -136,8 +133,7 @@ class JobsCommandTests(CommandTestCase):
         for _ in range(3):
             w.ReturnWorker.enqueue({}, queue="stats-a")
         w.ReturnWorker.enqueue({}, queue="stats-a", schedule_in=60)
-        done = w.ReturnWorker.enqueue({}, queue="stats-b")
-        Job.objects.filter(pk=done.pk).update(state="completed", completed_at=now)
+        set_state(w.ReturnWorker.enqueue({}, queue="stats-b"), "completed", completed_at=now)
         out = self.call("jobs", "stats")
         header, rows = table(out)
         self.assertEqual(header, ["queue", "available", "scheduled", "suspended", "executing",
@@ -172,7 +168,8 @@ class JobsCommandTests(CommandTestCase):
         self.assertEqual(Producer.objects.get(node=node.name).limit, 3)
         for _ in range(4):
             w.GateWorker.enqueue({})
-        wait_until(lambda: record.current == 3, 3)
+        wait_until(lambda: record.current == 3, what="3 jobs running")
+        self.assertTrue(holds_for(lambda: record.current == 3, 0.3), "a 4th job ran")
         record.gate.set()
 
     def test_pause_by_node(self):
@@ -205,8 +202,7 @@ class JobsCommandTests(CommandTestCase):
 
     def test_cancel_retry_delete_by_id(self):
         waiting = w.ReturnWorker.enqueue({})
-        done = w.ReturnWorker.enqueue({})
-        Job.objects.filter(pk=done.pk).update(state="completed", completed_at=timezone.now())
+        done = set_state(w.ReturnWorker.enqueue({}), "completed", completed_at=timezone.now())
         out = self.call("jobs", "cancel", str(waiting.pk), str(done.pk))
         self.assertIn("cancel: 1 of 2 jobs changed", out)
         self.assertEqual(Job.objects.get(pk=waiting.pk).state, "cancelled")
@@ -220,9 +216,10 @@ class JobsCommandTests(CommandTestCase):
     def test_cancel_stops_an_executing_job(self):
         self.start_node({"control": 1})
         job = w.GateWorker.enqueue({})
-        wait_until(lambda: job.pk in record.started)
+        wait_until(lambda: job.pk in record.started, what="the job to start")
         self.assertIn("cancel: 1 of 1 jobs changed", self.call("jobs", "cancel", str(job.pk)))
-        wait_until(lambda: record.exited.get(job.pk) == "JobCancelled", 3)
+        wait_until(lambda: record.exited.get(job.pk) == "JobCancelled",
+                   what="the job to be stopped by the cancel")
         self.assertEqual(wait_for_state(job, "cancelled").state, "cancelled")
 
     def test_ids_must_be_integers(self):
@@ -232,22 +229,10 @@ class JobsCommandTests(CommandTestCase):
                     self.call("jobs", action, bad)
 
 
-def database_url():
-    """A DATABASE_URL naming this run's test database, for a subprocess."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{os.path.abspath(settings['NAME'])}"
-    auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
-    return (f"postgres://{auth}@{settings['HOST'] or 'localhost'}:{settings['PORT'] or 5432}"
-            f"/{settings['NAME']}")
-
-
 class CrossProcessTests(CommandTestCase):
     def jobs_command(self, *args):
-        env = {**os.environ, "DATABASE_URL": database_url(),
-               "DJANGO_SETTINGS_MODULE": "tests.settings"}
-        result = subprocess.run([sys.executable, "-m", "django", "jobs", *args], cwd=ROOT,
-                                env=env, capture_output=True, text=True, timeout=60)
+        """``manage.py jobs ARGS`` in a child process on this run's test database."""
+        result = run_django("jobs", *args, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
         return result.stdout
 
@@ -256,15 +241,15 @@ class CrossProcessTests(CommandTestCase):
         wait_for_state(w.RecordWorker.enqueue({"n": 0}, queue="control"), "completed")
         out = self.jobs_command("pause", "control")
         self.assertIn("paused queue control: 1 producer", out)
-        wait_until(lambda: node.producers["control"].paused, 2.5, message="node paused")
-        time.sleep(0.05)
+        wait_until(lambda: node.producers["control"].paused, what="the node to be paused")
+        time.sleep(0.05)  # a fetch under way when the pause came may still claim jobs
         job = w.GateWorker.enqueue({})
-        time.sleep(0.8)
-        self.assertEqual(Job.objects.get(pk=job.pk).state, "available")
+        self.assertTrue(holds_for(lambda: reload(job).state == "available", 0.8),
+                        "a paused queue fetched a job")
         self.jobs_command("resume", "control")
-        wait_until(lambda: job.pk in record.started, 2.5, message="job started after resume")
+        wait_until(lambda: job.pk in record.started, what="the job to start after the resume")
         self.jobs_command("cancel", str(job.pk))
-        wait_until(lambda: record.exited.get(job.pk) == "JobCancelled", 3,
-                   message="job stopped by a cancel from another process")
+        wait_until(lambda: record.exited.get(job.pk) == "JobCancelled",
+                   what="the job to be stopped by a cancel from another process")
         self.assertEqual(wait_for_state(job, "cancelled").state, "cancelled")
         self.assertIn("control", self.jobs_command("stats"))

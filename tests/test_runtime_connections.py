@@ -8,7 +8,9 @@ from django.db import connection
 from django_jobs.models import Job
 
 from . import runtime_workers as w
-from .runtime_workers import RuntimeTestCase, open_connections_counter, wait_until
+from .helpers import describe_jobs, insert_jobs, wait_for_jobs
+from .runtime_workers import RuntimeTestCase, open_connections_counter
+from .waits import wait_until
 
 LIMIT = 10
 #: Connections besides the pool threads': producer loop, acker, heartbeat, notifier, leader.
@@ -24,20 +26,18 @@ class ConnectionTests(RuntimeTestCase):
                 "them (no pg_stat_activity); the bound is checked on PostgreSQL")
 
     def run_jobs(self, count, queue_limit):
-        import django_jobs
-
         with open_connections_counter() as open_connections:
             baseline = open_connections()
             node = self.start_node({"orm": queue_limit}, plugins=True)
-            jobs = django_jobs.insert_all([w.OrmWorker.new({"i": i}) for i in range(count)])
+            jobs = Job.objects.filter(pk__in=[j.pk for j in insert_jobs(w.OrmWorker, count)])
             peak = [baseline]
 
             def finished():
                 peak[0] = max(peak[0], open_connections())
-                return not Job.objects.filter(pk__in=[j.pk for j in jobs]).exclude(
-                    state="completed").exists()
+                return not jobs.exclude(state="completed").exists()
 
-            wait_until(finished, 30, interval=0.01, message=f"{count} jobs completed")
+            wait_until(finished, 60, interval=0.01, what=f"{count} jobs to complete",
+                       describe=lambda: describe_jobs(jobs))
             peak[0] = max(peak[0], open_connections())
         return node, baseline, peak[0]
 
@@ -49,18 +49,12 @@ class ConnectionTests(RuntimeTestCase):
 
     def test_connections_stay_bounded_over_many_small_batches(self):
         # Jobs trickling in one at a time reuse the pool threads' connections.
-        import django_jobs
-
         with open_connections_counter() as open_connections:
             baseline = open_connections()
             self.start_node({"orm": 4})
             peak = baseline
             for batch in range(15):
-                jobs = django_jobs.insert_all([w.OrmWorker.new({"b": batch, "i": i})
-                                               for i in range(5)])
-                ids = [j.pk for j in jobs]
-                wait_until(lambda ids=ids: not Job.objects.filter(pk__in=ids)
-                           .exclude(state="completed").exists())
+                wait_for_jobs(job.pk for job in insert_jobs(w.OrmWorker, 5, b=batch))
                 peak = max(peak, open_connections())
         self.assertLessEqual(peak - baseline, 4 + OVERHEAD)
 
@@ -70,7 +64,8 @@ class ConnectionTests(RuntimeTestCase):
             # Without a cyclic GC pass during the check (it runs at random moments otherwise).
             gc.disable()
             self.addCleanup(gc.enable)
-            node.stop()
-            wait_until(lambda: open_connections() <= baseline, 2,
-                       message=f"connections back to {baseline} after stop "
-                               f"(peak {peak})")
+            self.stop_node(node)
+            # PostgreSQL ends a backend a moment after its client closed the connection.
+            wait_until(lambda: open_connections() <= baseline,
+                       what=f"the connections to be back to {baseline} after the stop",
+                       describe=lambda: f"{open_connections()} open (peak {peak})")

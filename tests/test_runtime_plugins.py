@@ -2,8 +2,6 @@
 node, and the leader lease."""
 
 import datetime
-import threading
-import time
 import uuid
 
 from django.utils import timezone
@@ -14,7 +12,9 @@ from django_jobs.models import Job, Peer, Producer
 from django_jobs.runtime.node import LEADER_NAME
 
 from . import runtime_workers as w
-from .runtime_workers import RuntimeTestCase, record, reload, wait_for_state, wait_until
+from .helpers import producer_row, reload, set_state, wait_for_state
+from .runtime_workers import RuntimeTestCase, record, wait_until
+from .waits import holds_for, race
 
 
 def ago(seconds, now=None):
@@ -22,15 +22,8 @@ def ago(seconds, now=None):
 
 
 def make(state, queue="plug", worker=w.ReturnWorker, **changes):
-    """A job put in ``state`` with ``changes`` by a queryset update (as the runtime would)."""
-    job = worker.enqueue({"made": state}, queue=queue)
-    Job.objects.filter(pk=job.pk).update(state=state, **changes)
-    return reload(job)
-
-
-def producer_row(heartbeat_at, node="some-node", queue="plug"):
-    return Producer.objects.create(uuid=uuid.uuid4(), node=node, queue=queue, limit=5,
-                                   started_at=heartbeat_at, heartbeat_at=heartbeat_at)
+    """A job of ``worker`` put in ``state`` with ``changes``."""
+    return set_state(worker.enqueue({"made": state}, queue=queue), state, **changes)
 
 
 class StagerTests(RuntimeTestCase):
@@ -67,15 +60,15 @@ class StagerTests(RuntimeTestCase):
         soon = w.ReturnWorker.enqueue({}, schedule_in=0.5)
         later = w.ReturnWorker.enqueue({}, schedule_in=60)
         self.assertEqual(soon.state, "scheduled")
-        done = wait_for_state(soon, "completed", timeout=4)
+        done = wait_for_state(soon, "completed")
         self.assertGreaterEqual(done.attempted_at, done.scheduled_at)
         self.assertEqual(reload(later).state, "scheduled")
 
     def test_node_without_plugins_does_not_stage(self):
         self.start_node({"outcomes": 2}, plugins=False)
         job = make("scheduled", queue="outcomes", scheduled_at=ago(1))
-        time.sleep(1.2)
-        self.assertEqual(reload(job).state, "scheduled")
+        self.assertTrue(holds_for(lambda: reload(job).state == "scheduled", 1.2),
+                        "a node without plugins staged a job")
 
 
 class PrunerTests(RuntimeTestCase):
@@ -122,7 +115,7 @@ class PrunerTests(RuntimeTestCase):
         signals.plugin_ran.connect(receiver, weak=False)
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
         self.start_node({"plug": 1}, plugins=True, pruner={"max_age": 3600, "limit": 2})
-        wait_until(lambda: ran, 3, message="a pruner run")
+        wait_until(lambda: ran, what="a pruner run")
         self.assertEqual(ran[0]["result"], {"deleted": 2})
         self.assertEqual(Job.objects.count(), 2)
         self.assertTrue(Job.objects.filter(pk=keep.pk).exists())
@@ -132,8 +125,8 @@ class LifelineTests(RuntimeTestCase):
     def test_rescue_orphans(self):
         engine = get_engine()
         now = timezone.now()
-        live = producer_row(ago(1, now))
-        stale = producer_row(ago(120, now), node="dead-node")
+        live = producer_row("some-node", "plug", limit=5, heartbeat_at=ago(1, now))
+        stale = producer_row("dead-node", "plug", limit=5, heartbeat_at=ago(120, now))
         on_live = make("executing", attempt=1, attempted_by=["some-node", str(live.uuid)],
                        attempted_at=ago(3600, now))
         on_stale = make("executing", queue="plug", attempt=1,
@@ -179,7 +172,7 @@ class LifelineTests(RuntimeTestCase):
                       attempted_by=["crashed-node", str(uuid.uuid4())],
                       attempted_at=ago(600))
         self.start_node({"outcomes": 2}, plugins=True, rescue_after=3)
-        done = wait_for_state(orphan, "completed", timeout=4)
+        done = wait_for_state(orphan, "completed")
         self.assertEqual(done.attempt, 2)
         self.assertIn("Rescued", done.errors[0]["error"])
         self.assertEqual(done.attempted_by[0],
@@ -192,8 +185,8 @@ class LifelineTests(RuntimeTestCase):
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
         job = w.GateWorker.enqueue({})
         self.start_node({"control": 1}, plugins=True, rescue_after=3)
-        wait_until(lambda: job.pk in record.started)
-        wait_until(lambda: runs, 3, message="a lifeline run")
+        wait_until(lambda: job.pk in record.started, what="the job to start")
+        wait_until(lambda: runs, what="a lifeline run")
         self.assertEqual(runs[0]["result"], {"rescued": 0, "discarded": 0,
                                              "producers_removed": 0})
         row = reload(job)
@@ -235,29 +228,12 @@ class LeadershipTests(RuntimeTestCase):
         self.assertTrue(engine.acquire_leadership("lease", "b", now, now))
 
     def test_concurrent_contenders_get_one_leader(self):
-        from django.db import connection
-
         engine = get_engine()
         now = timezone.now()
-        results = {}
-        barrier = threading.Barrier(6)
-
-        def contend(name):
-            try:
-                barrier.wait(10)
-                results[name] = engine.acquire_leadership(
-                    "race", name, now, now + datetime.timedelta(seconds=30))
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=contend, args=(f"n{i}",)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        self.assertEqual(len(results), 6)
-        winners = [name for name, won in results.items() if won]
-        self.assertEqual(len(winners), 1)
+        won = race(6, lambda i: engine.acquire_leadership(
+            "race", f"n{i}", now, now + datetime.timedelta(seconds=30)), what="contenders")
+        winners = [f"n{i}" for i, leads in enumerate(won) if leads]
+        self.assertEqual(len(winners), 1, won)
         self.assertEqual(Peer.objects.get(name="race").node, winners[0])
 
     def test_two_nodes_one_leader_and_handover(self):
@@ -266,10 +242,12 @@ class LeadershipTests(RuntimeTestCase):
         self.assertTrue(first.is_leader)
         self.assertFalse(second.is_leader)
         self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, first.lease_holder)
-        time.sleep(0.6)  # a leader tick: the second node still does not lead
-        self.assertFalse(second.is_leader)
-        first.stop()
-        wait_until(lambda: second.is_leader, 4, message="second node leading")
+        # Over a leader tick the second node still does not lead.
+        self.assertTrue(holds_for(lambda: not second.is_leader, 0.6))
+        self.stop_node(first)
+        # Handed over because the first resigned (its lease would run for seconds more).
+        self.assertFalse(Peer.objects.filter(name=LEADER_NAME, node=first.lease_holder).exists())
+        wait_until(lambda: second.is_leader, what="the second node to lead")
         self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, second.lease_holder)
 
     def test_node_takes_over_an_expired_lease_of_a_dead_node(self):
@@ -279,7 +257,7 @@ class LeadershipTests(RuntimeTestCase):
         node = self.start_node({"plug": 1}, plugins=True)
         self.assertFalse(node.is_leader)
         Peer.objects.filter(name=LEADER_NAME).update(expires_at=ago(1))  # the lease runs out
-        wait_until(lambda: node.is_leader, 4, message="node leading")
+        wait_until(lambda: node.is_leader, what="the node to lead")
         self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, node.lease_holder)
 
     def test_only_the_leader_runs_plugins(self):
@@ -289,12 +267,12 @@ class LeadershipTests(RuntimeTestCase):
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
         leader = self.start_node({"plug": 1}, plugins=True, name="leader")
         follower = self.start_node({"plug": 1}, plugins=True, name="follower")
-        wait_until(lambda: len(senders) >= 4, 3)
+        wait_until(lambda: len(senders) >= 4, what="4 plugin runs")
         self.assertTrue(all(any(s is p for p in leader.plugins) for s in senders))
         self.assertFalse(any(any(s is p for p in follower.plugins) for s in senders))
 
     def test_stopped_leader_releases_the_lease(self):
         node = self.start_node({"plug": 1}, plugins=True)
         self.assertTrue(Peer.objects.filter(name=LEADER_NAME, node=node.lease_holder).exists())
-        node.stop()
+        self.stop_node(node)
         self.assertFalse(Peer.objects.filter(name=LEADER_NAME).exists())

@@ -12,7 +12,8 @@ from django_jobs.execution.interrupt import JobTimeout
 from django_jobs.runtime.node import LEADER_NAME
 
 from . import runtime_workers as w
-from .runtime_workers import RuntimeTestCase, wait_for_state, wait_until
+from .helpers import wait_for_state
+from .runtime_workers import RuntimeTestCase, wait_until
 
 
 class Catcher:
@@ -45,7 +46,7 @@ class JobSignalTests(RuntimeTestCase):
         scheduled = timezone.now() - datetime.timedelta(seconds=3)
         job = w.ReturnWorker.enqueue({"value": [1, "two"]}, scheduled_at=scheduled)
         wait_for_state(job, "completed")
-        wait_until(lambda: self.stopped.for_job(job))
+        wait_until(lambda: self.stopped.for_job(job), what="job_stopped")
         [(sender, started)] = self.started.for_job(job)
         self.assertIs(sender, w.ReturnWorker)
         self.assertEqual(started["job"].state, "executing")
@@ -54,17 +55,19 @@ class JobSignalTests(RuntimeTestCase):
         self.assertIs(sender, w.ReturnWorker)
         self.assertEqual(stopped["state"], "completed")
         self.assertEqual(stopped["result"], [1, "two"])
+        # Seconds (not ms): perform returns at once; the job waited the 3 s since it was due
+        # plus its fetch (upper bounds generous, for a slow run).
         self.assertIsInstance(stopped["duration"], float)
         self.assertGreaterEqual(stopped["duration"], 0)
-        self.assertLess(stopped["duration"], 2)
+        self.assertLess(stopped["duration"], 30)
         self.assertGreaterEqual(stopped["queue_time"], 3)
-        self.assertLess(stopped["queue_time"], 8)
+        self.assertLess(stopped["queue_time"], 3 + 60)
         self.assertEqual(self.exception.for_job(job), [])
 
     def test_async_result(self):
         self.start_node({"outcomes": 2})
         job = w.AsyncReturnWorker.enqueue({"x": 21})
-        wait_until(lambda: self.stopped.for_job(job))
+        wait_until(lambda: self.stopped.for_job(job), what="job_stopped")
         [(sender, stopped)] = self.stopped.for_job(job)
         self.assertIs(sender, w.AsyncReturnWorker)
         self.assertEqual(stopped["result"], {"doubled": 42})
@@ -73,7 +76,7 @@ class JobSignalTests(RuntimeTestCase):
     def test_failed_job(self):
         self.start_node({"outcomes": 2})
         job = w.FailWorker.enqueue({"tag": "sig"})
-        wait_until(lambda: self.stopped.for_job(job))
+        wait_until(lambda: self.stopped.for_job(job), what="job_stopped")
         [(sender, exc)] = self.exception.for_job(job)
         self.assertIs(sender, w.FailWorker)
         self.assertIsInstance(exc["exception"], ValueError)
@@ -89,14 +92,14 @@ class JobSignalTests(RuntimeTestCase):
     def test_last_failure_is_discarded(self):
         self.start_node({"outcomes": 2})
         job = w.FailWorker.enqueue({}, max_attempts=1)
-        wait_until(lambda: self.stopped.for_job(job))
+        wait_until(lambda: self.stopped.for_job(job), what="job_stopped")
         self.assertEqual(self.exception.for_job(job)[0][1]["state"], "discarded")
         self.assertEqual(self.stopped.for_job(job)[0][1]["state"], "discarded")
 
     def test_timeout(self):
         self.start_node({"outcomes": 2})
         job = w.BusyLoopTimeoutWorker.enqueue({})
-        wait_until(lambda: self.stopped.for_job(job))
+        wait_until(lambda: self.stopped.for_job(job), what="job_stopped")
         [(sender, exc)] = self.exception.for_job(job)
         self.assertIs(sender, w.BusyLoopTimeoutWorker)
         self.assertIsInstance(exc["exception"], JobTimeout)
@@ -111,7 +114,8 @@ class JobSignalTests(RuntimeTestCase):
         cancel = w.CancelWorker.enqueue({"reason": "x"})
         discard = w.DiscardWorker.enqueue({"reason": "y"})
         for job in (snooze, cancel, discard):
-            wait_until(lambda job=job: self.stopped.for_job(job))
+            wait_until(lambda job=job: self.stopped.for_job(job),
+                       what=f"job_stopped of job {job.pk}")
         snoozed = self.stopped.for_job(snooze)[0][1]
         self.assertEqual(snoozed["state"], "scheduled")
         self.assertEqual(snoozed["result"], Snooze(30))
@@ -123,8 +127,8 @@ class JobSignalTests(RuntimeTestCase):
     def test_shutdown_put_back(self):
         node = self.start_node({"control": 1}, grace=0.1)
         job = w.GateWorker.enqueue({})
-        wait_until(lambda: self.started.for_job(job))
-        node.stop()
+        wait_until(lambda: self.started.for_job(job), what="job_started")
+        self.stop_node(node)
         [(_, stopped)] = self.stopped.for_job(job)
         self.assertEqual(stopped["state"], "available")
 
@@ -146,7 +150,8 @@ class NodeSignalTests(RuntimeTestCase):
         ran = Catcher(self, signals.plugin_ran)
         node = self.start_node({"plug": 1}, plugins=True)
         wait_until(lambda: {kw["plugin"] for _, kw in ran.calls} >= {"stager", "pruner",
-                                                                      "lifeline"}, 3)
+                                                                      "lifeline"},
+                   what="a run of each plugin")
         by_name = {}
         for sender, kwargs in list(ran.calls):
             by_name.setdefault(kwargs["plugin"], (sender, kwargs))
@@ -171,7 +176,7 @@ class NodeSignalTests(RuntimeTestCase):
         # at its next renewal this node learns it is no longer leader.
         Peer.objects.filter(name=LEADER_NAME).update(
             node="usurper", expires_at=timezone.now() + datetime.timedelta(seconds=60))
-        wait_until(lambda: len(changed.calls) == 2, 4, message="a second leadership_changed")
+        wait_until(lambda: len(changed.calls) == 2, what="a second leadership_changed")
         sender, kwargs = changed.calls[1]
         self.assertIs(sender, node)
         self.assertIs(kwargs["leader"], False)

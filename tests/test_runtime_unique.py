@@ -8,7 +8,8 @@ import django_jobs
 from django_jobs.models import Job
 
 from . import runtime_workers as w
-from .runtime_workers import RuntimeTestCase, record, reload, wait_for_state, wait_until
+from .helpers import reload, set_state, wait_for_state
+from .runtime_workers import RuntimeTestCase, record, wait_until
 
 INCOMPLETE = {"period": "infinity", "states": "incomplete"}
 
@@ -31,7 +32,7 @@ class UniqueTransitionTests(RuntimeTestCase):
     def test_executing_job_keeps_its_slot(self):
         self.start_node({"control": 1})
         job = w.GateWorker.enqueue({"k": 1}, unique=INCOMPLETE)
-        wait_until(lambda: job.pk in record.started)
+        wait_until(lambda: job.pk in record.started, what="the job to start")
         self.assertEqual(reload(job).state, "executing")
         dup = w.GateWorker.enqueue({"k": 1}, unique=INCOMPLETE)
         self.assertTrue(dup.conflict)
@@ -96,9 +97,8 @@ class UniqueTransitionTests(RuntimeTestCase):
         for _ in range(2):
             old = w.UniqueAllWorker.enqueue({"k": 5})
             self.assertFalse(old.conflict)
-            Job.objects.filter(pk=old.pk).update(
-                state="completed", completed_at=timezone.now(),
-                inserted_at=timezone.now() - datetime.timedelta(minutes=5))
+            set_state(old, "completed", completed_at=timezone.now(),
+                      inserted_at=timezone.now() - datetime.timedelta(minutes=5))
             olds.append(old)
         holder = w.UniqueAllWorker.enqueue({"k": 5})
         self.assertFalse(holder.conflict)
@@ -121,7 +121,7 @@ class UniqueTransitionTests(RuntimeTestCase):
     def test_rescued_and_put_back_jobs_keep_their_slot(self):
         node = self.start_node({"control": 1}, grace=0.1)
         job = w.GateWorker.enqueue({"k": 7}, unique=INCOMPLETE)
-        wait_until(lambda: job.pk in record.started)
-        node.stop()  # the job is put back to available
+        wait_until(lambda: job.pk in record.started, what="the job to start")
+        self.stop_node(node)  # the job is put back to available
         self.assertEqual(reload(job).state, "available")
         self.assertEqual(w.GateWorker.enqueue({"k": 7}, unique=INCOMPLETE).pk, job.pk)
