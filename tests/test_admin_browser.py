@@ -7,7 +7,6 @@ Screenshots go to ``.test-artifacts/admin/`` at the repository root.
 import gc
 import shutil
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from django_jobs.models import Job, Producer
 from django_jobs.runtime import node as runtime_node
 
 from .admin_workers import AdminRetryWorker, MailWorker, make_job
+from .helpers import wait_for_state
+from .waits import time_limit
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".test-artifacts" / "admin"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -63,6 +64,9 @@ class AdminBrowserTests(StaticLiveServerTestCase):
             super().tearDownClass()
             raise
         cls.browser.implicitly_wait(0)
+        # A page or script that never loads fails its test instead of hanging the suite.
+        cls.browser.set_page_load_timeout(60)
+        cls.browser.set_script_timeout(30)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -115,7 +119,8 @@ class AdminBrowserTests(StaticLiveServerTestCase):
         node.start()
 
         def stop():
-            node.stop()
+            with time_limit(60, "the browser tests' node to stop"):
+                node.stop()
             gc.collect()  # pool threads' connections (PostgreSQL drops the test database)
 
         self.addCleanup(stop)
@@ -163,9 +168,7 @@ class AdminBrowserTests(StaticLiveServerTestCase):
         self.assertEqual(Job.objects.get(pk=job.pk).state, "available")
         self.screenshot("04-job-retried")
         self.start_node()
-        deadline = time.monotonic() + 10
-        while Job.objects.get(pk=job.pk).state != "completed" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_state(job, "completed")
         self.browser.refresh()
         self.assertEqual(self.css("h1 .jobs-badge").text, "Completed")
         self.assertIn("browser-node", self.css("#panel-summary").text)

@@ -17,16 +17,13 @@ from django_jobs.models import Job
 from django_jobs.testing import JobsTestCase, JobsTestMixin, drain_queue
 
 from . import testing_workers as w
+from .helpers import reload
 
 ZERO = {"completed": 0, "failed": 0, "discarded": 0, "cancelled": 0, "snoozed": 0}
 
 
 def counts(**nonzero):
     return {**ZERO, **nonzero}
-
-
-def reload(job):
-    return Job.objects.get(pk=job.pk)
 
 
 class Draining:

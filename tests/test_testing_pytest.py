@@ -12,13 +12,13 @@ never touches the one this suite is using.
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from django.db import connection
 from django.test import SimpleTestCase
 
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import REPO as ROOT, run_python
+
 PROJECT = "tests/pytest_project"
 
 
@@ -36,9 +36,8 @@ def subprocess_env() -> dict:
 
 
 def run_pytest(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
-                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    return run_python(["-m", "pytest", *args, "-p", "no:cacheprovider"], timeout=300,
+                      env=subprocess_env())
 
 
 class PytestPluginTests(SimpleTestCase):

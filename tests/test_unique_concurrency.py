@@ -18,50 +18,12 @@ from django.utils import timezone
 import django_jobs
 from django_jobs.models import Job
 
+from .waits import get_from, in_thread, join_all, race, wait_event, wait_until
 from .workers import UniqueByEmailWorker, UniqueWorker
 
 THREADS = 10
 ROUNDS = 3
 HOLD = 0.02  # seconds a transaction stays open after its insert
-
-
-def race(count, target, prepare=None):
-    """Run ``target(i)`` in ``count`` threads released together; return the results in order.
-
-    With ``prepare``, each thread first computes ``prepare(i)`` and the barrier releases
-    ``target(i, prepared)``, so that slow set-up does not spread the start times. Each thread
-    uses (and at the end closes) its own database connection. Any exception in a thread is
-    re-raised here.
-    """
-    barrier = threading.Barrier(count)
-    results = [None] * count
-    errors = []
-
-    def run(index):
-        try:
-            if prepare is None:
-                barrier.wait(timeout=30)
-                results[index] = target(index)
-            else:
-                prepared = prepare(index)
-                barrier.wait(timeout=30)
-                results[index] = target(index, prepared)
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    if any(thread.is_alive() for thread in threads):
-        raise AssertionError("an inserter thread did not finish")
-    if errors:
-        raise errors[0]
-    return results
 
 
 def insert_in_transaction(worker, args, **options):
@@ -169,17 +131,15 @@ class ThreadedUniqueInsertTests(TransactionTestCase):
         keys = list(range(200))
         middle = {"k": 100}
         holding, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)  # never leave the holder waiting
         errors, results = [], {}
 
         def hold_middle():
-            try:
-                with transaction.atomic():
-                    UniqueWorker.enqueue(middle)
-                    holding.set()
-                    release.wait(timeout=30)
-                    transaction.set_rollback(True)
-            finally:
-                connection.close()
+            with transaction.atomic():
+                UniqueWorker.enqueue(middle)
+                holding.set()
+                release.wait(timeout=30)
+                transaction.set_rollback(True)
 
         def batch(name, order):
             jobs = [UniqueWorker.new({"k": k}) for k in order]
@@ -188,21 +148,14 @@ class ThreadedUniqueInsertTests(TransactionTestCase):
                     results[name] = {j.args["k"]: j.pk for j in django_jobs.insert_all(jobs)}
             except BaseException as exc:
                 errors.append(exc)
-            finally:
-                connection.close()
 
-        holder = threading.Thread(target=hold_middle, daemon=True)
-        holder.start()
-        self.assertTrue(holding.wait(timeout=30))
-        threads = [threading.Thread(target=batch, args=("up", keys), daemon=True),
-                   threading.Thread(target=batch, args=("down", keys[::-1]), daemon=True)]
-        for thread in threads:
-            thread.start()
+        holder = in_thread(hold_middle, name="holder of the middle key")
+        wait_event(holding, 30, what="the middle key to be held")
+        threads = [in_thread(lambda: batch("up", keys), name="batch up"),
+                   in_thread(lambda: batch("down", keys[::-1]), name="batch down")]
         wait_for_blocked_sessions(2)
         release.set()
-        for thread in [holder, *threads]:
-            thread.join(timeout=60)
-            self.assertFalse(thread.is_alive())
+        join_all([holder, *threads], 60, what="the holder and both batches")
         if errors:
             raise errors[0]
         self.assertEqual(Job.objects.count(), len(keys))
@@ -211,21 +164,22 @@ class ThreadedUniqueInsertTests(TransactionTestCase):
         self.assertEqual(results["down"], by_key)
 
 
-def wait_for_blocked_sessions(count, timeout=10.0):
+def wait_for_blocked_sessions(count, timeout=30.0):
     """Wait until ``count`` other sessions wait for a lock (PostgreSQL), or a moment (SQLite,
     where a writer waiting for the write lock is not visible to other connections)."""
     if connection.vendor != "postgresql":
         time.sleep(0.3)
         return
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
+
+    def blocked() -> int:
+        with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                            "'Lock' AND datname = current_database()")
-            if cursor.fetchone()[0] >= count:
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"{count} sessions never blocked")
+            return cursor.fetchone()[0]
+
+    wait_until(lambda: blocked() >= count, timeout, interval=0.01,
+               what=f"{count} sessions to wait for a lock",
+               describe=lambda: f"{blocked()} waiting")
 
 
 def _process_insert(barrier, queue, args):
@@ -255,15 +209,16 @@ class ProcessUniqueInsertTests(TransactionTestCase):
                 connections.close_all()
                 barrier = context.Barrier(self.PROCESSES)
                 queue = context.Queue()
-                processes = [context.Process(target=_process_insert,
-                                             args=(barrier, queue, args))
-                             for _ in range(self.PROCESSES)]
+                processes = [context.Process(target=_process_insert, args=(barrier, queue, args),
+                                             name=f"inserter-{i}", daemon=True)
+                             for i in range(self.PROCESSES)]
                 for process in processes:
                     process.start()
-                results = [queue.get(timeout=60) for _ in processes]
-                for process in processes:
-                    process.join(timeout=30)
-                    self.assertEqual(process.exitcode, 0)
+                    self.addCleanup(process.kill)  # no-op once it has exited
+                results = [get_from(queue, 60, what=f"the result of inserting process {i}")
+                           for i in range(len(processes))]
+                join_all(processes, 30, what="the inserting processes")
+                self.assertEqual([p.exitcode for p in processes], [0] * self.PROCESSES)
                 self.assertNotIn("error", [pk for pk, _ in results], results)
                 self.assertEqual(len({pk for pk, _ in results}), 1, results)
                 self.assertEqual(sum(not conflict for _, conflict in results), 1, results)
