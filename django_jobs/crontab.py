@@ -16,18 +16,38 @@ Nicknames: ``@yearly``/``@annually`` (``0 0 1 1 *``), ``@monthly`` (``0 0 1 * *`
 Time zones: an expression is matched against the wall clock of its time zone, once per
 matching minute. A wall-clock minute that does not exist (skipped when clocks go forward) does
 not run; one that happens twice (when clocks go back) runs the first time only.
+
+Rare and impossible expressions: ``next_run`` finds the next run however far away it is
+(``0 0 29 2 MON``, a Monday the 29th of February, runs in 2044, then 2072). The Gregorian
+calendar repeats every 400 years (146,097 days, a whole number of weeks), so ``next_run`` looks
+that far ahead (``HORIZON``) and no further: an expression with no run in 400 years has none.
+It walks only the dates whose month, day of month and weekday match, and within those the
+matching hours and minutes, so a rare expression costs a few steps a year, not one a minute.
+
+- A month and a day that never go together (``0 0 30 2 *``, ``0 0 31 4,6,9,11 *``) never run,
+  decided from the fields alone. They are the only expressions the calendar rules out: every
+  date that exists, February 29th included, falls on each weekday within the 400 years.
+- In a zone with daylight saving time, a matching date whose matching minutes all fall in the
+  gap of a spring-forward change has no run; the search goes on to the next matching date.
+  An expression can so never run (``30 2 25-31 3 SUN`` in Europe/Paris: 02:30 on the last
+  Sunday of March): after 400 years of such dates ``next_run`` answers None. That is exact
+  while the zone keeps its yearly rule, which repeats with the calendar; a run brought back
+  only by a future change of the zone's rules is not looked for.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from .exceptions import InvalidJobError
 
 UTC = datetime.UTC
+MINUTE = datetime.timedelta(minutes=1)
 
 FIELDS = (
     ("minute", 0, 59),
@@ -50,8 +70,12 @@ NICKNAMES = {
     "@hourly": "0 * * * *",
 }
 REBOOT = "@reboot"
-#: How far ahead next_run looks before deciding an expression never matches (Feb 30th).
-HORIZON = datetime.timedelta(days=366 * 8)
+#: How far ahead next_run looks before deciding an expression never runs: 400 Gregorian
+#: years, after which dates and weekdays repeat (146,097 days is a whole number of weeks).
+HORIZON = datetime.timedelta(days=146_097)
+#: The most days each month can have (February 29th in leap years).
+LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30,
+                 12: 31}
 
 
 class CronError(InvalidJobError):
@@ -84,46 +108,129 @@ class Expression:
     def next_run(self, after: datetime.datetime, tz: ZoneInfo | None = None
                  ) -> datetime.datetime | None:
         """The first matching minute strictly after ``after`` (aware), in UTC; None if the
-        expression never matches (``0 0 30 2 *``) or is ``@reboot``."""
-        if self.reboot:
-            return None
-        tz = tz or UTC
-        start = after.astimezone(tz)
-        wall = start.replace(tzinfo=None, second=0, microsecond=0, fold=0)
-        wall += datetime.timedelta(minutes=1)
-        limit = wall + HORIZON
-        while wall < limit:
-            if wall.month not in self.months:
-                wall = _first_of_next_month(wall)
-            elif not self._day_matches(wall):
-                wall = (wall + datetime.timedelta(days=1)).replace(hour=0, minute=0)
-            elif wall.hour not in self.hours:
-                wall = (wall + datetime.timedelta(hours=1)).replace(minute=0)
-            elif wall.minute not in self.minutes:
-                wall += datetime.timedelta(minutes=1)
-            else:
-                instant = to_utc(wall, tz)
-                if instant is not None and instant > after:
-                    return instant
-                wall += datetime.timedelta(minutes=1)
-        return None
+        expression never runs (``0 0 30 2 *``, or no run within ``HORIZON``) or is
+        ``@reboot``."""
+        return self._first_run(after, tz or UTC, None)
 
     def runs_between(self, after: datetime.datetime, until: datetime.datetime,
                      tz: ZoneInfo | None = None) -> list[datetime.datetime]:
         """Every run time in ``(after, until]``, in UTC, oldest first."""
+        tz = tz or UTC
+        # A wall-clock date two days past until's holds no run up to until (clocks never move
+        # by more than a day), so the search stops there however rare the expression.
+        last = _later(until.astimezone(tz).date(), datetime.timedelta(days=2))
         runs = []
         current = after
-        while True:
-            nxt = self.next_run(current, tz)
-            if nxt is None or nxt > until:
-                return runs
+        while (nxt := self._first_run(current, tz, last)) is not None and nxt <= until:
             runs.append(nxt)
             current = nxt
+        return runs
+
+    def _first_run(self, after: datetime.datetime, tz: ZoneInfo,
+                   last: datetime.date | None) -> datetime.datetime | None:
+        """next_run, looking at wall-clock dates up to ``last`` (None: ``HORIZON`` ahead).
+
+        Wall-clock minutes are tried in order from the one after ``after``'s, on matching dates
+        only. A minute skipped by a spring-forward change has no instant: the search goes on
+        after the gap. A minute whose first occurrence is not after ``after`` (``after`` in the
+        second pass of an hour repeated when clocks went back) has already run."""
+        if self.reboot or not self.fits_the_calendar:
+            return None
+        start = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0, fold=0)
+        resume = start  # minutes before this one are known to be in a gap
+        for date in self._dates(start.date(), last):
+            for wall in self._minutes(date, start):
+                if wall < resume:
+                    continue
+                try:
+                    instant = to_utc(wall, tz)
+                except OverflowError:  # past the last instant Python has: no run
+                    return None
+                if instant is None:
+                    resume = _after_gap(wall, tz)
+                elif instant > after:
+                    return instant
+        return None
+
+    @functools.cached_property
+    def fits_the_calendar(self) -> bool:
+        """Whether some allowed month has some allowed day: ``0 0 30 2 *`` does not. The
+        weekdays need no check: every date that exists (February 29th too) falls on each
+        weekday within 400 years, so this alone tells whether the calendar allows a run."""
+        if self.reboot:
+            return False
+        return min(self.days) <= max(LONGEST_MONTH[month] for month in self.months)
+
+    @functools.cached_property
+    def _sorted(self) -> tuple[tuple[int, ...], ...]:
+        # The fields in increasing order, once per expression (parse() caches expressions).
+        return (tuple(sorted(self.minutes)), tuple(sorted(self.hours)),
+                tuple(sorted(self.days)), tuple(sorted(self.months)))
+
+    def _dates(self, first: datetime.date, last: datetime.date | None
+               ) -> Iterator[datetime.date]:
+        """The dates from ``first`` to ``last`` (None: ``HORIZON`` after ``first``, or the last
+        date Python has) whose month, day of month and weekday match, in order.
+
+        Only the allowed months of each year and the allowed days of each month are looked at,
+        so ``0 0 29 2 MON`` costs one date a leap year and nothing in the others."""
+        _, _, days, months = self._sorted
+        if last is None:
+            last = _later(first, HORIZON)
+        for year in range(first.year, last.year + 1):
+            for month in months:
+                if (year, month) < (first.year, first.month):
+                    continue
+                length = calendar.monthrange(year, month)[1]
+                for day in days:
+                    if day > length:
+                        break  # the days are sorted: none of the rest fits this month
+                    date = datetime.date(year, month, day)
+                    if date > last:
+                        return
+                    # isoweekday: Monday 1 .. Sunday 7; cron: Sunday 0 .. Saturday 6.
+                    if date >= first and date.isoweekday() % 7 in self.weekdays:
+                        yield date
+
+    def _minutes(self, date: datetime.date, start: datetime.datetime
+                 ) -> Iterator[datetime.datetime]:
+        """The matching wall-clock minutes of ``date``, in order; on ``start``'s own date,
+        only those after ``start``."""
+        minutes, hours, _, _ = self._sorted
+        earliest = (start.hour, start.minute) if date == start.date() else (-1, -1)
+        for hour in hours:
+            if hour < earliest[0]:
+                continue
+            for minute in minutes:
+                if (hour, minute) > earliest:
+                    yield datetime.datetime(date.year, date.month, date.day, hour, minute)
 
 
-def _first_of_next_month(wall: datetime.datetime) -> datetime.datetime:
-    year, month = (wall.year + 1, 1) if wall.month == 12 else (wall.year, wall.month + 1)
-    return wall.replace(year=year, month=month, day=1, hour=0, minute=0)
+def _later(date: datetime.date, delta: datetime.timedelta) -> datetime.date:
+    """``date + delta``, or the last date Python has if that is beyond it."""
+    try:
+        return date + delta
+    except OverflowError:
+        return datetime.date.max
+
+
+def _after_gap(wall: datetime.datetime, tz: ZoneInfo) -> datetime.datetime:
+    """For a wall-clock minute in the gap of a spring-forward change, a minute no later than
+    the first one that exists after the gap: the minutes in between need no to_utc() call."""
+    # Read with the offset of after the change (fold=1), ``wall`` is an instant before the
+    # change; with the offset of before it (fold=0), one after it. Bisect to the minute.
+    early = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    late = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    offset = early.astimezone(tz).utcoffset()
+    while late - early > MINUTE:
+        middle = early + (late - early) / 2
+        if middle.astimezone(tz).utcoffset() == offset:
+            early = middle
+        else:
+            late = middle
+    # ``late`` is less than a minute past the change, so its wall time floored to the minute
+    # is at most the first whole minute after the gap.
+    return late.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
 
 
 def to_utc(wall: datetime.datetime, tz: ZoneInfo) -> datetime.datetime | None:

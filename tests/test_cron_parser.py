@@ -4,14 +4,18 @@ The property-based tests (random expressions against a brute-force search, acros
 changes) are in test_cron_properties.py.
 """
 
+import calendar
 import datetime
+import time
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 from django.test import SimpleTestCase
 
+from django_jobs import crontab
 from django_jobs.exceptions import InvalidJobError
 from django_jobs.crontab import (
-    CronError, Expression, parse, timezone_named, to_utc,
+    HORIZON, CronError, Expression, parse, timezone_named, to_utc,
 )
 
 UTC = datetime.UTC
@@ -250,10 +254,13 @@ class NextRunTests(SimpleTestCase):
         self.assertEqual(parse("@weekly").next_run(at(2025, 1, 6)), at(2025, 1, 12))  # Sunday
 
     def test_expressions_that_never_run(self):
-        for text in ("0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 31 APR *"):
+        for text in ("0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 31 APR *", "0 0 30,31 FEB MON"):
             with self.subTest(text=text):
+                self.assertFalse(parse(text).fits_the_calendar)
                 self.assertIsNone(parse(text).next_run(at(2025, 1, 1)))
                 self.assertEqual(parse(text).runs_between(at(2025, 1, 1), at(2030, 1, 1)), [])
+        self.assertTrue(parse("0 0 29-31 2 MON").fits_the_calendar)
+        self.assertTrue(parse("0 0 31 4,5 *").fits_the_calendar)
 
     def test_the_result_is_utc_whatever_the_input_zone(self):
         after = datetime.datetime(2025, 1, 6, 13, 7, tzinfo=PARIS)  # 12:07 UTC
@@ -278,6 +285,91 @@ class NextRunTests(SimpleTestCase):
         self.assertEqual(hourly.runs_between(at(2025, 1, 1, 10), at(2025, 1, 1, 13)),
                          [at(2025, 1, 1, 11), at(2025, 1, 1, 12), at(2025, 1, 1, 13)])
         self.assertEqual(hourly.runs_between(at(2025, 1, 1, 10), at(2025, 1, 1, 10, 59)), [])
+
+
+class FarNextRunTests(SimpleTestCase):
+    """A next run years away is found, in a few steps per year; "never" is decided exactly."""
+
+    def test_february_29th_on_a_monday(self):
+        # The next leap day that is a Monday after 2026 is in 2044, 18 years away.
+        rare = parse("0 0 29 2 1")
+        self.assertEqual(rare.next_run(at(2026, 12, 2)), at(2044, 2, 29))
+        self.assertEqual(rare.next_run(at(2044, 2, 29)), at(2072, 2, 29))
+        # 2100 is no leap year: from 2096 on, the next Sunday the 29th of February is in 2128.
+        self.assertEqual(parse("0 0 29 2 SUN").next_run(at(2096, 3, 1)), at(2128, 2, 29))
+
+    def test_the_next_leap_day(self):
+        leap_day = parse("0 0 29 2 *")
+        self.assertEqual(leap_day.next_run(at(2026, 12, 2)), at(2028, 2, 29))
+        self.assertEqual(leap_day.next_run(at(2028, 2, 29)), at(2032, 2, 29))
+        self.assertEqual(leap_day.next_run(at(2096, 2, 29, 0, 0, 1)), at(2104, 2, 29))  # not 2100
+        self.assertEqual(leap_day.runs_between(at(2025, 1, 1), at(2037, 1, 1)),
+                         [at(2028, 2, 29), at(2032, 2, 29), at(2036, 2, 29)])
+
+    def test_in_a_zone_with_daylight_saving_time(self):
+        rare = parse("0 0 29 2 1")
+        # Midnight in New York in February is 05:00 UTC (EST).
+        self.assertEqual(rare.next_run(at(2026, 12, 2), NEW_YORK), at(2044, 2, 29, 5))
+        # 02:30 on Sunday the 31st of March in Paris: that is the last Sunday of March, when
+        # 02:00 becomes 03:00, so it never exists; 03:30 does (in 2030, 01:30 UTC).
+        self.assertIsNone(parse("30 2 31 3 SUN").next_run(at(2025, 1, 1), PARIS))
+        self.assertEqual(parse("30 2,3 31 3 SUN").next_run(at(2025, 1, 1), PARIS),
+                         at(2030, 3, 31, 1, 30))
+        # The last Sunday of March at 02:xx in Paris, every minute of it in the gap.
+        self.assertIsNone(parse("* 2 25-31 MAR SUN").next_run(at(2025, 1, 1), PARIS))
+        # Lord Howe skips 02:00-02:29 on the first Sunday of October: 02:15 then never runs,
+        # 02:45 does.
+        self.assertIsNone(parse("15 2 1-7 OCT SUN").next_run(at(2025, 1, 1), LORD_HOWE))
+        self.assertEqual(parse("45 2 1-7 OCT SUN").next_run(at(2025, 1, 1), LORD_HOWE),
+                         at(2025, 10, 4, 15, 45))
+
+    def test_a_rare_run_takes_few_steps(self):
+        # Every wall-clock minute tried costs a to_utc() call: a search stepping minute by
+        # minute (or day by day, trying midnight) would make thousands.
+        cases = [
+            ("0 0 29 2 1", None, at(2026, 12, 2), 1),        # 2044: only the run itself
+            ("0 0 30 2 *", None, at(2026, 12, 2), 0),        # never: from the fields alone
+            ("0 0 29 2 *", NEW_YORK, at(2026, 12, 2), 1),
+            # Never in Paris: each year one minute of the gap is tried, then the rest of the
+            # gap is skipped; 400 years, and the search stops.
+            ("* 2 25-31 MAR SUN", PARIS, at(2025, 1, 1), 401),
+        ]
+        for text, tz, after, most in cases:
+            with self.subTest(text=text), mock.patch.object(
+                    crontab, "to_utc", wraps=to_utc) as counted:
+                started = time.perf_counter()
+                parse(text).next_run(after, tz)
+                elapsed = time.perf_counter() - started
+                self.assertLessEqual(counted.call_count, most)
+                self.assertLess(elapsed, 1.0)  # a few milliseconds in fact
+
+    def test_runs_between_looks_no_further_than_its_end(self):
+        with mock.patch.object(crontab, "to_utc", wraps=to_utc) as counted:
+            self.assertEqual(parse("* 2 25-31 MAR SUN").runs_between(
+                at(2025, 1, 1), at(2025, 3, 1), PARIS), [])
+            self.assertEqual(parse("0 0 29 2 1").runs_between(at(2026, 12, 2),
+                                                               at(2027, 1, 1)), [])
+        self.assertEqual(counted.call_count, 0)
+
+    def test_never_is_decided_over_400_years(self):
+        # The Gregorian calendar repeats after 400 years, a whole number of weeks.
+        self.assertEqual(HORIZON, datetime.timedelta(days=400 * 365 + 97))
+        self.assertEqual(HORIZON.days % 7, 0)
+        # So every date that exists falls on each weekday within 400 years (February 29th
+        # too): only month and day combinations can rule an expression out.
+        for month in range(1, 13):
+            for day in range(1, calendar.monthrange(2000, month)[1] + 1):  # 2000 is leap
+                weekdays = {datetime.date(year, month, day).isoweekday()
+                            for year in range(2000, 2400)
+                            if day <= calendar.monthrange(year, month)[1]}
+                self.assertEqual(len(weekdays), 7, f"{month}-{day}")
+
+    def test_the_end_of_time(self):
+        # Python has no date after 9999-12-31: no run there, and no OverflowError.
+        self.assertIsNone(parse("0 0 29 2 1").next_run(at(9990, 1, 1)))
+        self.assertIsNone(parse("59 23 31 12 *").next_run(at(9999, 12, 31, 12), NEW_YORK))
+        self.assertEqual(parse("59 23 31 12 *").next_run(at(9999, 12, 31, 12)),
+                         at(9999, 12, 31, 23, 59))
 
 
 class DaylightSavingTests(SimpleTestCase):

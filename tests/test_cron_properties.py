@@ -12,16 +12,27 @@ brute force needs no rule for those.
 Start instants are drawn around the DST changes of Europe/Paris, America/New_York and
 Australia/Lord_Howe (whose clocks move by 30 minutes), and the brute force looks
 ``HORIZON`` ahead; ``next_run`` may only return something later than that when the brute
-force found nothing within it.
+force found nothing within it. Rare expressions (February 29th on a Monday, the 31st of short
+months) are checked against a day-by-day search instead: it walks wall-clock dates one at a
+time for up to ``FAR_DAYS`` and, on a matching date, that date's UTC minutes one at a time.
+
+Every test's cost is bounded whatever hypothesis draws: each brute force stops after a fixed
+number of steps, failure messages name the first difference instead of diffing thousands of
+run times (unittest's list diff is quadratic, and shrinking calls it hundreds of times), and
+``ci()`` settings fix the number of examples, a deadline per example, no example database and
+derandomized draws, so every run tests the same examples. Set ``CRON_PROPERTIES_EXPLORE=1``
+to draw new (and ten times as many) examples instead.
 """
 
+import calendar
 import datetime
 import functools
 import itertools
+import os
 from zoneinfo import ZoneInfo
 
 from django.test import SimpleTestCase
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import Phase, example, given, settings, strategies as st
 
 from django_jobs.crontab import CronError, parse
 
@@ -29,6 +40,24 @@ UTC = datetime.UTC
 MINUTE = datetime.timedelta(minutes=1)
 HORIZON = datetime.timedelta(days=2)
 ZONES = ("Europe/Paris", "America/New_York", "Australia/Lord_Howe")
+#: How many wall-clock dates the day-by-day search walks (50 years: every expression the
+#: calendar allows runs within 40, February 29th on a given weekday being the rarest), and on
+#: how many matching dates it walks the minutes (more only in a spring-forward gap).
+FAR_DAYS = 366 * 50
+FAR_MATCHING_DAYS = 3
+
+EXPLORE = bool(os.environ.get("CRON_PROPERTIES_EXPLORE"))
+
+
+def ci(max_examples: int) -> settings:
+    """Settings for CI: a fixed number of examples, drawn the same way on every run
+    (``derandomize`` implies no example database, so no stored failure is replayed first),
+    a deadline per example far above the few milliseconds each costs (a next_run that
+    stepped minute by minute through years would miss it), and no explain phase, which
+    re-runs a failing test many more times."""
+    return settings(max_examples=max_examples * (10 if EXPLORE else 1),
+                    deadline=datetime.timedelta(seconds=2), derandomize=not EXPLORE,
+                    database=None, phases=(Phase.explicit, Phase.generate, Phase.shrink))
 
 MONTH_NAMES = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
                "DEC"]
@@ -82,8 +111,6 @@ FIELDS = (MINUTE_F, HOUR_F, DAY_F, MONTH_F, WEEKDAY_F)
 def rendered(draw, field, value, *, range_end=False):
     """``value`` as text: a number, or (months, weekdays) its name in a random case."""
     names = field.names
-    if field is WEEKDAY_F and range_end and value == 0:
-        return "0"  # "SUN" at the end of a range is 7: "0-SUN" is every day
     if names and draw(st.booleans()):
         if value in names:
             name = names[value]
@@ -113,7 +140,12 @@ def item(draw, field):
         # "a/n": from a to the end of the field (for day-of-week the end is 7, Sunday).
         return f"{draw(rendered(field, first))}/{step}", set(range(first, top + 1, step))
     last = draw(st.integers(first, top))
-    text = f"{draw(rendered(field, first))}-{draw(rendered(field, last, range_end=True))}"
+    last_text = draw(rendered(field, last, range_end=True))
+    if field is WEEKDAY_F and last_text.upper() == "SUN":
+        # SUN ending a range is 7 ("MON-SUN" is the whole week), except after Sunday itself:
+        # "SUN-SUN" and "0-SUN" are Sunday only.
+        last = 7 if first > 0 else 0
+    text = f"{draw(rendered(field, first))}-{last_text}"
     if kind == "range":
         return text, set(range(first, last + 1))
     return f"{text}/{step}", set(range(first, last + 1, step))
@@ -179,6 +211,82 @@ def brute_force(sets, tz, after, until):
     return runs
 
 
+@st.composite
+def rare_field(draw, field, common):
+    """Mostly some of ``common`` (the values that make an expression rare), else any spec."""
+    if draw(st.integers(0, 9)) < 6:
+        values = draw(st.sets(st.sampled_from(sorted(common)), min_size=1, max_size=2))
+        return ",".join(str(v) for v in sorted(values)), values
+    return draw(field_spec(field, common))
+
+
+@st.composite
+def rare_expression_and_start(draw):
+    """An expression leaning towards dates that come rarely or never (the 29th to 31st of
+    February and of 30-day months, on given weekdays), in UTC or a zone with DST, and a
+    start anywhere from 1970 to 2300."""
+    zone = draw(st.sampled_from(("UTC", *ZONES)))
+    minutes = draw(st.integers(0, (2300 - 1970) * 365 * 24 * 60))
+    seconds = draw(st.sampled_from([0, 0, 1, 30, 59]))
+    start = (datetime.datetime(1970, 1, 1, tzinfo=UTC)
+             + datetime.timedelta(minutes=minutes, seconds=seconds))
+    specs = [
+        draw(field_spec(MINUTE_F, {0, 30, 59})),
+        draw(field_spec(HOUR_F, {0, 1, 2, 3, 23})),
+        draw(rare_field(DAY_F, {13, 29, 30, 31})),
+        draw(rare_field(MONTH_F, {2, 4, 6, 9, 11})),
+        draw(rare_field(WEEKDAY_F, set(range(7)))),
+    ]
+    text = " ".join(t for t, _ in specs)
+    return text, [v for _, v in specs], zone, start
+
+
+def day_by_day(sets, tz, after):
+    """The first run after ``after``, found by walking wall-clock dates in ``tz`` one at a
+    time from after's own, and on a date whose month, day and weekday match, the UTC minutes
+    around it one at a time (``brute_force``). Returns (run, None) when found, or (None, the
+    first date not looked at) when ``FAR_DAYS`` dates or ``FAR_MATCHING_DAYS`` matching ones
+    were walked without finding a run."""
+    _, _, days, months, weekdays = sets
+    first = after.astimezone(tz).date()
+    matching = 0
+    for offset in range(FAR_DAYS):
+        date = first + datetime.timedelta(days=offset)
+        if not (date.month in months and date.day in days
+                and date.isoweekday() % 7 in weekdays):
+            continue
+        # The UTC minutes of this wall-clock date, with hours to spare on both sides (a run
+        # found in them is on a neighbouring date; one on the date before would have been
+        # found when that date was walked).
+        midnight = datetime.datetime(date.year, date.month, date.day, tzinfo=tz)
+        low = max(after, midnight.astimezone(UTC) - 3 * datetime.timedelta(hours=1))
+        high = (midnight + datetime.timedelta(days=1)).astimezone(UTC) + datetime.timedelta(hours=3)
+        runs = brute_force(sets, tz, low, high)
+        if runs:
+            return runs[0], None
+        matching += 1
+        if matching == FAR_MATCHING_DAYS:
+            return None, date + datetime.timedelta(days=1)
+    return None, first + datetime.timedelta(days=FAR_DAYS)
+
+
+def calendar_allows(sets):
+    """Whether some month of the model has some of its days in some year (the model's own
+    check, by the calendar module, of the date combinations that can exist)."""
+    _, _, days, months, _ = sets
+    return any(day <= calendar.monthrange(2000, month)[1] for month in months for day in days)
+
+
+def first_difference(got, expected):
+    """Where two lists of run times part: unittest's own message for unequal lists diffs
+    their whole printouts, which is quadratic and takes seconds for thousands of runs."""
+    for index, (mine, theirs) in enumerate(zip(got, expected, strict=False)):
+        if mine != theirs:
+            return f"run {index}: got {mine}, expected {theirs}"
+    return (f"{len(got)} runs, expected {len(expected)}; the first extra: "
+            f"{(got or expected)[min(len(got), len(expected))]}")
+
+
 def examples(*cases):
     """Hypothesis @example decorators for (text, zone, start) written by hand."""
     def decorate(test):
@@ -213,8 +321,16 @@ HAND_CASES = (
 )
 
 
-class NextRunPropertyTests(SimpleTestCase):
-    @settings(max_examples=150, deadline=None)
+class RunsAssertions:
+    def assertRuns(self, got, expected, context):
+        """``got == expected``, failing with the first difference only (see
+        ``first_difference``), so a failure costs no more than a pass while shrinking."""
+        if got != expected:
+            self.fail(f"{context}: {first_difference(got, expected)}")
+
+
+class NextRunPropertyTests(RunsAssertions, SimpleTestCase):
+    @ci(max_examples=150)
     @given(expression_and_start())
     @examples(*HAND_CASES)
     def test_runs_agree_with_brute_force_across_dst(self, case):
@@ -223,13 +339,13 @@ class NextRunPropertyTests(SimpleTestCase):
         expression = parse(text)
         until = start + HORIZON
         expected = brute_force(sets, tz, start, until)
-        self.assertEqual(expression.runs_between(start, until, tz), expected,
-                         f"{text!r} in {zone} after {start}")
+        context = f"{text!r} in {zone} after {start}"
+        self.assertRuns(expression.runs_between(start, until, tz), expected, context)
         nxt = expression.next_run(start, tz)
         if expected:
-            self.assertEqual(nxt, expected[0], f"{text!r} in {zone} after {start}")
+            self.assertEqual(nxt, expected[0], context)
         else:
-            self.assertTrue(nxt is None or nxt > until, f"{text!r} in {zone}: {nxt}")
+            self.assertTrue(nxt is None or nxt > until, f"{context}: {nxt}")
         if nxt is not None:
             self.assertEqual(nxt.tzinfo, UTC)
             self.assertEqual((nxt.second, nxt.microsecond), (0, 0))
@@ -237,7 +353,7 @@ class NextRunPropertyTests(SimpleTestCase):
             self.assertTrue(expression.matches(local.replace(tzinfo=None)))
             self.assertEqual(local.fold, 0)
 
-    @settings(max_examples=100, deadline=None)
+    @ci(max_examples=100)
     @given(expression_and_start())
     def test_next_run_chains_to_runs_between(self, case):
         """next_run from each run gives the following one, whatever the start's seconds."""
@@ -251,8 +367,41 @@ class NextRunPropertyTests(SimpleTestCase):
             self.assertEqual(expression.next_run(before + (after - before) / 2, tz), after)
 
 
+class FarNextRunPropertyTests(SimpleTestCase):
+    @ci(max_examples=150)
+    @given(rare_expression_and_start())
+    @example(("0 0 29 2 1", [{0}, {0}, {29}, {2}, {1}], "UTC", at(2026, 12, 2)))
+    @example(("0 0 29 2 0", [{0}, {0}, {29}, {2}, {0}], "Europe/Paris", at(2096, 3, 1)))
+    @example(("30 2 31 3 0", [{30}, {2}, {31}, {3}, {0}], "Europe/Paris", at(2025, 1, 1)))
+    @example(("0 0 31 4,6 *", [{0}, {0}, {31}, {4, 6}, set(range(7))], "UTC", at(2025, 1, 1)))
+    def test_next_run_agrees_with_a_day_by_day_search(self, case):
+        """However far the next run is: next_run finds what a search walking every date finds
+        within ``FAR_DAYS``; when that search gives up, next_run answers nothing earlier than
+        where it stopped; and it answers never exactly when the calendar rules out every date
+        (in a zone with DST, also when gaps swallow every run, past what the search walks)."""
+        text, sets, zone, start = case
+        tz = ZoneInfo(zone)
+        expression = parse(text)
+        context = f"{text!r} in {zone} after {start}"
+        nxt = expression.next_run(start, tz)
+        expected, stopped_at = day_by_day(sets, tz, start)
+        if expected is not None:
+            self.assertEqual(nxt, expected, context)
+            # runs_between, which looks no further than its end, agrees.
+            self.assertEqual(expression.runs_between(start, expected, tz), [expected], context)
+            self.assertEqual(expression.runs_between(start, expected - MINUTE, tz), [],
+                             context)
+        elif nxt is not None:
+            self.assertGreaterEqual(nxt.astimezone(tz).date(), stopped_at, context)
+        if not calendar_allows(sets):
+            self.assertIsNone(nxt, context)
+        elif zone == "UTC":
+            self.assertIsNotNone(nxt, context)  # no gaps: the calendar allows it, so it runs
+        self.assertEqual(expression.fits_the_calendar, calendar_allows(sets), context)
+
+
 class ParsePropertyTests(SimpleTestCase):
-    @settings(max_examples=200, deadline=None)
+    @ci(max_examples=200)
     @given(st.tuples(*(field_spec(f) for f in FIELDS)))
     def test_parser_allows_exactly_the_models_values(self, specs):
         text = " ".join(t for t, _ in specs)
@@ -265,7 +414,7 @@ class ParsePropertyTests(SimpleTestCase):
         self.assertEqual(parse("  " + "\t ".join(t for t, _ in specs) + " ").weekdays,
                          expression.weekdays)
 
-    @settings(max_examples=100, deadline=None)
+    @ci(max_examples=100)
     @given(st.sampled_from(FIELDS), st.data())
     def test_out_of_range_values_name_the_field_and_range(self, field, data):
         too_big = st.integers(field.top + 1, field.top + 500)
