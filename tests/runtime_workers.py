@@ -363,6 +363,13 @@ class RuntimeTestCase(TransactionTestCase):
         # database at the end of the run while they are still open.
         gc.collect()
 
+    def assertRunningAtOnce(self, count: int, hold: float = 0.3) -> None:
+        """Wait until ``count`` fixture jobs are inside perform, and check that no more start
+        over the next ``hold`` s (the queue's limit holds)."""
+        wait_until(lambda: record.current == count, what=f"{count} jobs running at once")
+        self.assertTrue(waits.holds_for(lambda: record.current == count, hold),
+                        f"{record.current} jobs ran at once, not {count}")
+
     def assertNothingExecuting(self) -> None:
         self.assertEqual(list(Job.objects.filter(state="executing").values_list("pk", flat=True)),
                          [])

@@ -168,8 +168,7 @@ class JobsCommandTests(CommandTestCase):
         self.assertEqual(Producer.objects.get(node=node.name).limit, 3)
         for _ in range(4):
             w.GateWorker.enqueue({})
-        wait_until(lambda: record.current == 3, what="3 jobs running")
-        self.assertTrue(holds_for(lambda: record.current == 3, 0.3), "a 4th job ran")
+        self.assertRunningAtOnce(3)
         record.gate.set()
 
     def test_pause_by_node(self):

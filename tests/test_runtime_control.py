@@ -113,12 +113,10 @@ class ScaleTests(RuntimeTestCase):
     def test_scale_up_runs_more_jobs_at_once(self):
         node = self.start_node({Q: 1})
         jobs = [w.GateWorker.enqueue({}) for _ in range(5)]
-        wait_until(lambda: record.current == 1, what="1 job running")
-        self.assertTrue(holds_for(lambda: record.current == 1, 0.5))
+        self.assertRunningAtOnce(1, 0.5)
         self.assertEqual(django_jobs.scale_queue(Q, 3), 1)
         self.assertEqual(Producer.objects.get(uuid=node.producers[Q].uuid).limit, 3)
-        wait_until(lambda: record.current == 3, what="3 jobs running")
-        self.assertTrue(holds_for(lambda: record.current == 3, 0.3))
+        self.assertRunningAtOnce(3)
         record.gate.set()
         for job in jobs:
             wait_for_state(job, "completed")
@@ -130,8 +128,7 @@ class ScaleTests(RuntimeTestCase):
         next_heartbeat(node)  # past the heartbeat race (HeartbeatRaceTests)
         self.assertEqual(node.producers[Q].limit, 1)
         jobs = [w.GateWorker.enqueue({}) for _ in range(3)]
-        wait_until(lambda: record.current == 1, what="1 job running")
-        self.assertTrue(holds_for(lambda: record.current == 1, 0.6))
+        self.assertRunningAtOnce(1, 0.6)
         record.gate.set()
         for job in jobs:
             wait_for_state(job, "completed")
