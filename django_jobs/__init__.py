@@ -1,8 +1,8 @@
 """django_jobs: background jobs for Django, stored in your database.
 
 The public names. Everything else is internal and may change. Names that need Django's app
-registry (anything touching models) are imported on first use, so that ``INSTALLED_APPS`` can
-import this package before the models are ready.
+registry (anything touching models, ``Worker`` included) are imported on first use, so that
+``INSTALLED_APPS`` can import this package before the models are ready.
 """
 
 from importlib import import_module
@@ -10,11 +10,16 @@ from typing import Any
 
 from .exceptions import (ConfigurationError, InvalidJobError, JobsError, UnknownOptionError,
                          WorkerNotImportable)
-from .worker import Cancel, Discard, Snooze, Worker
+from .results import Cancel, Discard, Snooze
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Worker": "django_jobs.worker",
+    "Feature": "django_jobs.features",
+    "register_feature": "django_jobs.features",
+    "attach_hook": "django_jobs.pro.hooks",
+    "detach_hook": "django_jobs.pro.hooks",
     "cancel_all_jobs": "django_jobs.control",
     "cancel_job": "django_jobs.control",
     "delete_all_jobs": "django_jobs.control",
@@ -42,20 +47,24 @@ __all__ = [
     "Cancel",
     "ConfigurationError",
     "Discard",
+    "Feature",
     "InvalidJobError",
     "JobsError",
     "Snooze",
     "UnknownOptionError",
     "Worker",
     "WorkerNotImportable",
+    "attach_hook",
     "cancel_all_jobs",
     "cancel_job",
     "delete_all_jobs",
     "delete_job",
+    "detach_hook",
     "insert",
     "insert_all",
     "new_job",
     "pause_queue",
+    "register_feature",
     "resume_queue",
     "retry_all_jobs",
     "retry_job",

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
+from . import features
 from .durations import to_seconds
-from .exceptions import (ConfigurationError, InvalidJobError, UnknownOptionError,
-                         WorkerNotImportable)
+from .exceptions import ConfigurationError, InvalidJobError, UnknownOptionError
 from .jsonutil import round_trip
-from .models.job import QUEUE_MAX_LENGTH, WORKER_MAX_LENGTH, Job, JobState
+from .models.job import QUEUE_MAX_LENGTH, Job, JobState
+from .registry import worker_class
 from .unique import parse_replace, parse_unique
 
 #: Options of ``new()``. The first group may also be class attributes of a worker.
@@ -29,13 +28,21 @@ JOB_OPTIONS = (*CLASS_OPTIONS, "meta", "schedule_in", "scheduled_at")
 
 
 def check_options(options: Mapping[str, Any]) -> None:
-    """Reject option names ``new()`` does not know, suggesting the closest valid one."""
+    """Reject option names that neither ``new()`` nor a registered job feature knows,
+    suggesting the closest valid one."""
+    extra = None
     for name in options:
-        if name not in JOB_OPTIONS:
-            close = difflib.get_close_matches(name, JOB_OPTIONS, n=1)
-            hint = f", did you mean {close[0]!r}?" if close else ""
-            raise UnknownOptionError(f"unknown job option {name!r}{hint} "
-                                     f"(valid: {', '.join(JOB_OPTIONS)})")
+        if name in JOB_OPTIONS:
+            continue
+        if extra is None:
+            extra = features.feature_options()
+        if name in extra:
+            continue
+        valid = (*JOB_OPTIONS, *extra)
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f", did you mean {close[0]!r}?" if close else ""
+        raise UnknownOptionError(f"unknown job option {name!r}{hint} "
+                                 f"(valid: {', '.join(valid)})")
 
 
 def validate_queue(queue: Any) -> str:
@@ -92,41 +99,6 @@ def class_defaults(worker: type) -> dict[str, Any]:
         raise ConfigurationError(f"{worker.__module__}.{worker.__qualname__}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=4096)
-def resolve_worker(path: str) -> type:
-    """Import the worker class at ``path``; raise WorkerNotImportable with the reason."""
-    from .worker import Worker
-
-    if not isinstance(path, str) or "." not in path or len(path) > WORKER_MAX_LENGTH:
-        raise WorkerNotImportable(f"worker must be a dotted path of at most "
-                                  f"{WORKER_MAX_LENGTH} characters, not {path!r}")
-    if "<locals>" in path or path.startswith("__main__."):
-        raise WorkerNotImportable(
-            f"worker {path} is not importable by another process: define it at module level "
-            f"in an importable module")
-    try:
-        worker = import_string(path)
-    except ImportError as exc:
-        raise WorkerNotImportable(f"worker {path} cannot be imported: {exc}") from None
-    if not (isinstance(worker, type) and issubclass(worker, Worker)):
-        raise WorkerNotImportable(f"{path} is not a django_jobs.Worker subclass")
-    return worker
-
-
-def worker_class(worker: type | str) -> type:
-    """The worker class for a class or a dotted path, checked to be importable by path."""
-    from .worker import Worker
-
-    if isinstance(worker, type) and issubclass(worker, Worker):
-        if resolve_worker(worker.worker_path) is not worker:
-            raise WorkerNotImportable(f"worker {worker.worker_path} imports as another object")
-        return worker
-    if isinstance(worker, str):
-        return resolve_worker(worker)
-    raise WorkerNotImportable(f"worker must be a Worker subclass or its dotted path, "
-                              f"not {worker!r}")
-
-
 def scheduled_time(options: Mapping[str, Any], now: datetime.datetime) -> datetime.datetime | None:
     """``scheduled_at`` from ``schedule_in`` or ``scheduled_at``, or None for "now"."""
     if "schedule_in" in options and "scheduled_at" in options:
@@ -172,18 +144,25 @@ def _unsaved_job(**values: Any) -> Job:
     return job
 
 
-def build_job(worker: type | str, args: Mapping[str, Any] | None,
+def build_job(cls: type, args: Mapping[str, Any] | None,
               options: Mapping[str, Any]) -> Job:
-    """Build an unsaved :class:`Job`; raise InvalidJobError for anything that is wrong.
+    """Build an unsaved :class:`Job` of the worker class ``cls``; raise InvalidJobError (or
+    the ``ValidationError`` of a job feature) for anything that is wrong.
 
-    ``args`` and ``meta`` are stored as they will read back from the database (JSON round
-    trip). The job is ``scheduled`` when its time is in the future, else ``available``.
+    The worker's job features first prepare the args and options (innermost first), then the
+    job is built and each feature completes it (see :mod:`django_jobs.features`). ``args`` and
+    ``meta`` are stored as they will read back from the database (JSON round trip). The job is
+    ``scheduled`` when its time is in the future, else ``available``.
     """
-    check_options(options)
-    cls = worker_class(worker)
-    merged = {**cls._defaults, **options}
+    pipeline = features.pipeline(cls)
     if args is None:
         args = {}
+    if pipeline:
+        options = dict(options)
+        for feature, config in reversed(pipeline):
+            args = feature.prepare(cls, args, options, config)
+    check_options(options)
+    merged = {**cls._defaults, **options}
     if not isinstance(args, Mapping):
         raise InvalidJobError(f"args must be a dict, not {type(args).__name__}")
     meta = options.get("meta", {})
@@ -210,11 +189,14 @@ def build_job(worker: type | str, args: Mapping[str, Any] | None,
         inserted_at=now,
     )
     job._scheduled_now = at is None
-    if unique is not None:
-        job.unique_key = unique.key(worker=job.worker, queue=queue, args=args, meta=meta)
-        job.unique_states = unique.states_mask
     job._unique = unique
     job._replace = replace
+    for feature, config in reversed(pipeline):
+        feature.build(job, options, config)
+    if unique is not None:
+        job.unique_key = unique.key(worker=job.worker, queue=job.queue, args=job.args,
+                                    meta=job.meta)
+        job.unique_states = unique.states_mask
     return job
 
 
@@ -223,6 +205,7 @@ def new_job(worker: type | str, args: Mapping[str, Any] | None = None, **options
 
     Options: ``queue``, ``priority`` (0-9), ``max_attempts`` (>= 1), ``tags``, ``meta`` (dict),
     ``schedule_in`` (seconds, timedelta or ``(n, "minutes")``) or ``scheduled_at`` (aware
-    datetime), ``unique`` and ``replace``. Unset options come from the worker class.
+    datetime), ``unique`` and ``replace``, and the options of job features (such as
+    ``deadline``). Unset options come from the worker class.
     """
-    return build_job(worker, args, options)
+    return build_job(worker_class(worker), args, options)

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import modes
-from .build import resolve_worker
+from .registry import resolve_worker
 from .engines import Engine, get_engine
 from .engines.base import FRESH_JOB
 from .exceptions import InvalidJobError, JobsError

@@ -11,7 +11,6 @@ enqueued.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import copy
@@ -27,9 +26,12 @@ from django.test import TestCase
 from django.utils import timezone
 
 from . import modes
-from .build import new_job, resolve_worker
+from .build import new_job
+from .registry import resolve_worker
 from .engines import get_engine
+from .execution.executor import execute
 from .execution.inline import as_fetched
+from .execution.interrupt import Running
 from .exceptions import InvalidJobError
 from .jsonutil import round_trip
 from .models import Job, JobState
@@ -274,26 +276,23 @@ def _check_result(worker: type, result: Any) -> None:
 
 def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None,
                 **options: Any) -> Any:
-    """Build a job as ``new()`` would and run its ``perform`` now, in this thread.
+    """Build a job as ``new()`` would and run it now, in this thread, through the same
+    executor and job features as ``runjobs`` (hooks, decryption, recorded results...).
 
     ``worker`` is a Worker class, its dotted path, or an existing job (then ``args`` and
-    options must not be given). The job is not written. Returns what ``perform`` returned,
-    after checking it is a valid result; exceptions from ``perform`` propagate.
+    options must not be given). The job is not written. Returns what ``perform`` returned (or
+    the result a job feature short-circuited it with), after checking it is a valid result;
+    exceptions from ``perform`` propagate.
     """
     if isinstance(worker, Job):
         if args is not None or options:
             raise TypeError("perform_job(job) takes no args or options")
         job = copy.copy(worker)  # the caller's job is left as it was
-        worker_class = resolve_worker(job.worker)
     else:
         job = new_job(worker, args, **options)
-        worker_class = resolve_worker(job.worker)
+    worker_class = resolve_worker(job.worker)
     as_fetched(job, ["test", "perform_job"])
-    instance = worker_class()
-    if inspect.iscoroutinefunction(instance.perform):
-        result = asyncio.run(instance.perform(job))
-    else:
-        result = instance.perform(job)
+    _, result = execute(Running(job), reraise=True, reset=False)
     _check_result(worker_class, result)
     return result
 
@@ -312,9 +311,6 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
     outcome is written. Returns counts: completed, failed (retryable), discarded, cancelled,
     snoozed.
     """
-    from .execution.executor import execute
-    from .execution.interrupt import Running
-
     engine = get_engine()
     counts = {"completed": 0, "failed": 0, "discarded": 0, "cancelled": 0, "snoozed": 0}
     names = {JobState.COMPLETED: "completed", JobState.RETRYABLE: "failed",
@@ -348,13 +344,12 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
 
 
 def _stage(queue: str, until: bool | datetime.datetime) -> None:
-    jobs = Job.objects.using(get_engine().alias).filter(
-        queue=queue, state__in=[JobState.SCHEDULED, JobState.RETRYABLE])
+    engine = get_engine()
+    due = (JobState.SCHEDULED, JobState.RETRYABLE)
+    jobs = engine.jobs.filter(queue=queue, state__in=due)
     if isinstance(until, datetime.datetime):
         jobs = jobs.filter(scheduled_at__lte=until)
-    from .models import unique_key_after
-
-    jobs.update(state=JobState.AVAILABLE, unique_key=unique_key_after(JobState.AVAILABLE))
+    engine.transition(jobs, JobState.AVAILABLE, only_from=due)
 
 
 # -- unittest ---------------------------------------------------------------------------------

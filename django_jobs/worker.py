@@ -1,16 +1,19 @@
-"""The ``Worker`` base class and the results ``perform`` may return."""
+"""The ``Worker`` base class, and the results ``perform`` may return (re-exported)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from .durations import Duration, to_seconds
+from . import features, registry
+from .registry import worker_class
+from .build import build_job, class_defaults
+from .execution.executor import default_backoff
+from .insertion import insert
+from .models.job import Job
+from .results import Cancel, Discard, Snooze
 
-if TYPE_CHECKING:
-    from .models import Job
+__all__ = ["Cancel", "Discard", "Snooze", "Worker"]
 
 
 class Worker:
@@ -44,6 +47,12 @@ class Worker:
     unique: ClassVar[Mapping[str, Any] | bool | None] = None
     #: On a unique conflict, fields of the existing job to update: a list or ``{state: [..]}``.
     replace: ClassVar[Mapping[str, Sequence[str]] | Sequence[str] | None] = None
+    #: Dotted paths this worker was known by before a rename: jobs stored under them run here
+    #: (:mod:`django_jobs.pro.aliases`).
+    aliases: ClassVar[Sequence[str]] = ()
+    #: Hook classes run around this worker's jobs, after its own hook methods
+    #: (:mod:`django_jobs.pro.hooks`).
+    hooks: ClassVar[Sequence[type]] = ()
 
     #: Dotted path stored in ``Job.worker``; set for each subclass.
     worker_path: ClassVar[str]
@@ -52,25 +61,21 @@ class Worker:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        from .build import class_defaults
-
         cls.worker_path = f"{cls.__module__}.{cls.__qualname__}"
         cls._defaults = class_defaults(cls)
+        registry.register(cls)
+        features.pipeline(cls)  # job features read their class options now (errors at import)
 
     # -- building and inserting ------------------------------------------------------------
 
     @classmethod
     def new(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Build an unsaved job of this worker; see :func:`django_jobs.new_job` for options."""
-        from .build import build_job
-
-        return build_job(cls, args, options)
+        return build_job(worker_class(cls), args, options)
 
     @classmethod
     def enqueue(cls, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Build and insert a job at once: ``insert(cls.new(args, **options))``."""
-        from .insertion import insert
-
         return insert(cls.new(args, **options))
 
     # -- running ----------------------------------------------------------------------------
@@ -81,38 +86,10 @@ class Worker:
         raise NotImplementedError(f"{type(self).__qualname__} must implement perform(job)")
 
     def backoff(self, job: Job) -> float:
-        """Seconds to wait before retrying ``job`` after its ``job.attempt``-th failure.
-
-        Oban's default: ``15 + 2 ** attempt`` seconds, plus up to 10 % random jitter so that jobs
-        failing together do not retry together.
-        """
-        base = 15 + 2 ** min(job.attempt, 20)
-        return base + random.uniform(0, base * 0.1)
+        """Seconds to wait before retrying ``job`` after its ``job.attempt``-th failure
+        (:func:`default_backoff` unless overridden)."""
+        return default_backoff(job.attempt)
 
     def timeout(self, job: Job) -> float | None:
         """Seconds ``job`` may run before it is stopped and fails; None means no limit."""
         return None
-
-
-@dataclass(frozen=True)
-class Snooze:
-    """Run the job again after ``seconds``; not counted as a failure."""
-
-    seconds: float
-
-    def __init__(self, seconds: Duration) -> None:
-        object.__setattr__(self, "seconds", to_seconds(seconds, "Snooze"))
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Stop the job for good in state ``cancelled``, recording ``reason``."""
-
-    reason: Any = None
-
-
-@dataclass(frozen=True)
-class Discard:
-    """Stop the job for good in state ``discarded``, recording ``reason``."""
-
-    reason: Any = None

@@ -1,9 +1,13 @@
 """Running one attempt of a job and deciding its outcome.
 
-``execute(running)`` resolves the worker, calls ``perform`` (sync, or ``async def`` on an event
-loop of its own), turns the result or exception into an :class:`Outcome` and sends the job
-signals. It never raises for anything the job does: a bad worker path, an exception, a timeout
-or a bad return value all become a recorded error.
+``execute(running)`` is the run moment of a job's life, the same for ``runjobs``, inline mode,
+``perform_job`` and ``drain_queue``: resolve the worker; send ``job_started``; run the
+worker's job features' ``before`` steps (database side first), then ``perform`` (sync, or
+``async def`` on an event loop of its own), unless a feature short-circuited it; turn the
+result or exception into an :class:`Outcome`; run the features' ``after`` steps (``perform``'s
+side first); send ``job_exception`` / ``job_stopped``. It never raises for anything the job
+does: a bad worker path, an exception, a timeout or a bad return value all become a recorded
+error.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import datetime
 import inspect
 import logging
+import random
 import time
 import traceback
 from typing import Any
@@ -19,69 +24,115 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
-from .. import signals
-from ..build import resolve_worker
+from .. import features, signals
 from ..exceptions import WorkerNotImportable
+from ..features import Attempt
 from ..models import JobState, error_entry
-from ..worker import Cancel, Discard, Snooze, Worker
-from .interrupt import JobCancelled, JobInterrupted, JobTimeout, NodeShutdown, Running
+from ..registry import resolve_worker
+from ..results import Cancel, Discard, Snooze
+from .interrupt import (CancelledAtDeadline, JobCancelled, JobInterrupted, JobTimeout,
+                        NodeShutdown, Running)
 from .outcome import Outcome
 
 logger = logging.getLogger("django_jobs.executor")
+
+#: The state an attempt ended in, as features and hooks name it, by the job's new state.
+ATTEMPT_STATE = {
+    JobState.COMPLETED: "complete",
+    JobState.SCHEDULED: "snooze",
+    JobState.CANCELLED: "cancel",
+    JobState.DISCARDED: "discard",
+    JobState.RETRYABLE: "error",
+}
+
+
+def default_backoff(attempt: int) -> float:
+    """Oban's default backoff after the ``attempt``-th failure: ``15 + 2 ** attempt`` seconds,
+    plus up to 10 % random jitter so that jobs failing together do not retry together."""
+    base = 15 + 2 ** min(attempt, 20)
+    return base + random.uniform(0, base * 0.1)
 
 
 def execute(running: Running, *, reraise: bool = False,
             reset: bool = True) -> tuple[Outcome, Any]:
     """Run ``running.job`` once in this thread; return its outcome and perform's result.
 
-    ``reraise`` re-raises an exception from ``perform`` after its outcome is decided (testing
-    helpers); ``reset=False`` leaves this thread's database connections as they are (for a
-    caller running inside its own transaction, such as a test).
+    ``reraise`` re-raises an exception from ``perform`` (or a feature) after its outcome is
+    decided and the ``after`` steps ran (testing helpers); ``reset=False`` leaves this thread's
+    database connections as they are (for a caller inside its own transaction, such as a test).
     """
     job = running.job
     started = time.monotonic()
-    result: Any = None
     try:
         worker_class = resolve_worker(job.worker)
     except WorkerNotImportable as exc:
         # A deploy may bring the worker: retry with backoff like any failure.
-        return _failed(job, exc, str(exc), started, Worker()), None
+        return _failed(job, str(exc), None), None
     worker = worker_class()
+    attempt = Attempt(job, worker)
+    pipeline = features.pipeline(worker_class)
     _send(signals.job_started, worker_class, job=job)
+    failure: BaseException | None = None
     try:
-        timeout = worker.timeout(job)
-        if timeout is not None:
-            running.deadline = time.monotonic() + float(timeout)
         try:
-            running.start()
-            if inspect.iscoroutinefunction(worker.perform):
-                result = _run_async(running, worker, timeout)
-            else:
-                result = worker.perform(job)
-        finally:
-            running.finish()
-    except JobInterrupted as exc:
-        interrupted = running.interrupted_by or type(exc)
-        return _interrupted(job, interrupted, timeout, started, worker, worker_class), None
-    except Exception as exc:  # the job failed: record it, retry or discard
-        text = "".join(traceback.format_exception(exc))
-        outcome = _failed(job, exc, text, started, worker)
-        _send(signals.job_exception, worker_class, job=job, exception=exc, traceback=text,
-              state=outcome.state, duration=time.monotonic() - started)
-        _after_job(job, outcome, started, None, worker_class)
-        if reraise:
-            running.outcome = outcome
-            raise
-        return outcome, None
+            outcome = _run(running, attempt, pipeline)
+        except JobInterrupted as exc:
+            kind = running.interrupted_by or type(exc)
+            if issubclass(kind, NodeShutdown):  # not an outcome of the job: put it back
+                outcome = put_back(attempt.job, timezone.now(),
+                                   "Interrupted: the node shut down before the job finished.")
+                _log_and_stop(attempt, outcome, started, worker_class)
+                return outcome, None
+            outcome = _interrupted(attempt, kind, running.timeout)
+        except Exception as exc:  # perform or a feature failed: record it, retry or discard
+            failure = exc
+            outcome = _error(attempt, exc, "".join(traceback.format_exception(exc)))
+        outcome = _after(attempt, outcome, pipeline)
     finally:
         if reset:
             reset_connections()
-    outcome = _from_result(job, result, started, worker)
-    _after_job(job, outcome, started, result, worker_class)
-    return outcome, result
+    if attempt.meta_updates and outcome.state != JobState.AVAILABLE:
+        meta = outcome.changes.get("meta", attempt.job.meta)
+        outcome.changes["meta"] = {**meta, **attempt.meta_updates}
+    if attempt.error is not None:
+        _send(signals.job_exception, worker_class, job=attempt.job, exception=attempt.error,
+              traceback=attempt.traceback, state=outcome.state,
+              duration=time.monotonic() - started)
+    _log_and_stop(attempt, outcome, started, worker_class)
+    if reraise and failure is not None:
+        running.outcome = outcome
+        raise failure
+    return outcome, attempt.result
 
 
-def _run_async(running: Running, worker: Worker, timeout: float | None) -> Any:
+def _run(running: Running, attempt: Attempt, pipeline: features.Pipeline) -> Outcome:
+    """The features' ``before`` steps, then ``perform`` unless one short-circuited it."""
+    for feature, config in pipeline:
+        result = feature.before(attempt, config)
+        if result is not None:
+            attempt.result = result
+            return _from_result(attempt)
+    job, worker = attempt.job, attempt.worker
+    timeout = worker.timeout(job)
+    running.timeout = timeout
+    if timeout is not None:
+        running.deadline = time.monotonic() + float(timeout)
+    if attempt.cancel_at is not None and (running.deadline is None
+                                          or attempt.cancel_at < running.deadline):
+        # A feature's deadline comes first: the watchdog cancels instead of timing out.
+        running.deadline, running.deadline_kind = attempt.cancel_at, CancelledAtDeadline
+    try:
+        running.start()
+        if inspect.iscoroutinefunction(worker.perform):
+            attempt.result = _run_async(running, worker, timeout)
+        else:
+            attempt.result = worker.perform(job)
+    finally:
+        running.finish()
+    return _from_result(attempt)
+
+
+def _run_async(running: Running, worker, timeout: float | None) -> Any:
     loop = asyncio.new_event_loop()
     try:
         running.loop = loop
@@ -100,7 +151,22 @@ def _run_async(running: Running, worker: Worker, timeout: float | None) -> Any:
         loop.close()
 
 
-def _from_result(job, result: Any, started: float, worker: Worker) -> Outcome:
+def _after(attempt: Attempt, outcome: Outcome, pipeline: features.Pipeline) -> Outcome:
+    """The features' ``after`` steps, ``perform``'s side first. One that raises turns the
+    attempt into a failure, which the steps after it see."""
+    attempt.state = ATTEMPT_STATE.get(outcome.state)
+    for feature, config in reversed(pipeline):
+        try:
+            feature.after(attempt, config)
+        except Exception as exc:
+            attempt.result = None
+            outcome = _error(attempt, exc, "".join(traceback.format_exception(exc)))
+            attempt.state = ATTEMPT_STATE.get(outcome.state)
+    return outcome
+
+
+def _from_result(attempt: Attempt) -> Outcome:
+    job, result = attempt.job, attempt.result
     now = timezone.now()
     if isinstance(result, Snooze):
         meta = dict(job.meta)
@@ -108,73 +174,76 @@ def _from_result(job, result: Any, started: float, worker: Worker) -> Outcome:
         # A snooze is not a failure: give the attempt back by raising max_attempts (Oban).
         return Outcome(job.pk, JobState.SCHEDULED, now, {
             "scheduled_at": now + datetime.timedelta(seconds=result.seconds),
-            "max_attempts": job.max_attempts + 1, "meta": meta})
+            "max_attempts": job.max_attempts + 1, "meta": meta}, job)
     if isinstance(result, Cancel):
         return Outcome(job.pk, JobState.CANCELLED, now, {
-            "cancelled_at": now,
-            "errors": [*job.errors, _error(job, now, f"Cancelled: {result.reason}")]})
+            "errors": [*job.errors, _entry(job, now, f"Cancelled: {result.reason}")]}, job)
     if isinstance(result, Discard):
         return Outcome(job.pk, JobState.DISCARDED, now, {
-            "discarded_at": now,
-            "errors": [*job.errors, _error(job, now, f"Discarded: {result.reason}")]})
-    return Outcome(job.pk, JobState.COMPLETED, now)
+            "errors": [*job.errors, _entry(job, now, f"Discarded: {result.reason}")]}, job)
+    return Outcome(job.pk, JobState.COMPLETED, now, job=job)
 
 
-def _failed(job, exc: BaseException, text: str, started: float, worker: Worker) -> Outcome:
+def _error(attempt: Attempt, exc: BaseException, text: str) -> Outcome:
+    """The outcome of a failed attempt, remembered on ``attempt`` for ``job_exception``."""
+    attempt.error = exc
+    attempt.traceback = text
+    return _failed(attempt.job, text, attempt.worker)
+
+
+def _failed(job, text: str, worker) -> Outcome:
+    """Retryable with the worker's backoff, or discarded when out of attempts."""
     now = timezone.now()
-    errors = [*job.errors, _error(job, now, text)]
+    errors = [*job.errors, _entry(job, now, text)]
     if job.attempt >= job.max_attempts:
-        return Outcome(job.pk, JobState.DISCARDED, now, {"discarded_at": now, "errors": errors})
-    try:
-        delay = float(worker.backoff(job))
-    except Exception:
-        logger.exception("backoff() of %s failed; using the default", job.worker)
-        delay = Worker.backoff(worker, job)
+        return Outcome(job.pk, JobState.DISCARDED, now, {"errors": errors}, job)
+    delay = default_backoff(job.attempt)
+    if worker is not None:
+        try:
+            delay = float(worker.backoff(job))
+        except Exception:
+            logger.exception("backoff() of %s failed; using the default", job.worker)
     return Outcome(job.pk, JobState.RETRYABLE, now, {
-        "scheduled_at": now + datetime.timedelta(seconds=max(0.0, delay)), "errors": errors})
+        "scheduled_at": now + datetime.timedelta(seconds=max(0.0, delay)), "errors": errors},
+        job)
 
 
-def _interrupted(job, kind: type[JobInterrupted], timeout, started: float, worker: Worker,
-                 worker_class: type) -> Outcome:
+def _interrupted(attempt: Attempt, kind: type[JobInterrupted], timeout) -> Outcome:
+    job = attempt.job
     now = timezone.now()
     if issubclass(kind, JobCancelled):
-        outcome = Outcome(job.pk, JobState.CANCELLED, now, {
-            "cancelled_at": now,
-            "errors": [*job.errors, _error(job, now, "Cancelled while executing.")]})
-    elif issubclass(kind, NodeShutdown):
-        outcome = put_back(job, now, "Interrupted: the node shut down before the job finished.")
-    else:
-        exc = JobTimeout(f"{job.worker} timed out after {timeout} s")
-        text = f"JobTimeout: {job.worker} ran longer than its timeout of {timeout} s"
-        outcome = _failed(job, exc, text, started, worker)
-        _send(signals.job_exception, worker_class, job=job, exception=exc, traceback=text,
-              state=outcome.state, duration=time.monotonic() - started)
-    _after_job(job, outcome, started, None, worker_class)
-    return outcome
+        reason = (attempt.cancel_reason or "Cancelled at its deadline."
+                  if issubclass(kind, CancelledAtDeadline) else "Cancelled while executing.")
+        return Outcome(job.pk, JobState.CANCELLED, now, {
+            "errors": [*job.errors, _entry(job, now, reason)]}, job)
+    exc = JobTimeout(f"{job.worker} timed out after {timeout} s")
+    text = f"JobTimeout: {job.worker} ran longer than its timeout of {timeout} s"
+    return _error(attempt, exc, text)
 
 
 def put_back(job, now, reason: str) -> Outcome:
     """An attempt the node abandons: back to ``available``, the attempt not counted."""
     return Outcome(job.pk, JobState.AVAILABLE, now, {
         "attempt": max(0, job.attempt - 1),
-        "errors": [*job.errors, _error(job, now, reason)]})
+        "errors": [*job.errors, _entry(job, now, reason)]}, job)
 
 
-def _error(job, now, text: str) -> dict:
+def _entry(job, now, text: str) -> dict:
     return error_entry(job.attempt, now, text)
 
 
-def _after_job(job, outcome: Outcome, started: float, result: Any, worker_class) -> None:
+def _log_and_stop(attempt: Attempt, outcome: Outcome, started: float, worker_class) -> None:
+    job = attempt.job
     duration = time.monotonic() - started
     queue_time = ((job.attempted_at - job.scheduled_at).total_seconds()
                   if job.attempted_at else 0.0)
     level = logging.INFO if outcome.state == JobState.COMPLETED else logging.WARNING
-    if logger.isEnabledFor(level):
+    if job.pk is not None and logger.isEnabledFor(level):  # jobs of the database, not inline
         logger.log(level, "job %s %s %s in %.1f ms (attempt %s/%s, queue %s)", job.pk,
                    job.worker, outcome.state, duration * 1000, job.attempt, job.max_attempts,
                    job.queue)
     _send(signals.job_stopped, worker_class, job=job, state=outcome.state, duration=duration,
-          queue_time=queue_time, result=result)
+          queue_time=queue_time, result=attempt.result)
 
 
 def _send(signal, sender, **kwargs) -> None:

@@ -33,6 +33,12 @@ class JobCancelled(JobInterrupted):
     reason = "cancelled"
 
 
+class CancelledAtDeadline(JobCancelled):
+    """A job feature's cancel time passed while the job ran (``Attempt.cancel_when``)."""
+
+    reason = "deadline"
+
+
 class NodeShutdown(JobInterrupted):
     """The node stopped before the job finished (after the grace period)."""
 
@@ -55,7 +61,12 @@ class Running:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
         self.interrupted_by: type[JobInterrupted] | None = None
+        #: ``time.monotonic()`` instant at which the watchdog interrupts the attempt with
+        #: ``deadline_kind`` (the worker's timeout, or a feature's cancel time).
         self.deadline: float | None = None
+        self.deadline_kind: type[JobInterrupted] = JobTimeout
+        #: The worker's timeout for this attempt, in seconds.
+        self.timeout: float | None = None
         #: The attempt's outcome, set before the executor re-raises (testing helpers).
         self.outcome = None
 

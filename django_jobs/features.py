@@ -1,0 +1,184 @@
+"""Job features: behaviour added to workers at the three moments of a job's life.
+
+A feature is an object with up to four methods, registered once with :func:`register_feature`.
+Each worker class gets a *pipeline*: the registered features whose :meth:`Feature.setup`
+returned a configuration for it, in registration order. Registration order runs from the
+database to ``perform``, the way Django's middleware runs from the request to the view:
+
+* **built** (``new()``, ``enqueue()``, ``insert_all()``): :meth:`Feature.prepare` then
+  :meth:`Feature.build` run from ``perform``'s side outwards (last registered first), so the
+  feature nearest the database (say, encryption) is the last to see the job before it is
+  written;
+* **run**: :meth:`Feature.before` runs from the database inwards (first registered first; it
+  may change the job, or short-circuit ``perform`` with a result), then ``perform``, then
+  :meth:`Feature.after` outwards (it sees the outcome and may add to what is written, or fail
+  the attempt by raising);
+* **acked**: inside the transaction that changes the state of jobs, the
+  :data:`django_jobs.signals.state_changed` signal is sent with the changes; a feature connects
+  a receiver to it (typically one that calls a model manager method).
+
+``runjobs``, inline mode, ``perform_job`` and ``drain_queue`` all run this pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from . import registry
+from .exceptions import ConfigurationError
+
+#: States an attempt can end in, as :meth:`Feature.after` and worker hooks see them (Oban's
+#: names): ``complete``, ``cancel``, ``discard``, ``error`` (failed, retried or discarded) and
+#: ``snooze``.
+ATTEMPT_STATES = ("complete", "cancel", "discard", "error", "snooze")
+
+
+class Attempt:
+    """One run of a job, as features see it.
+
+    ``job`` is the job being run (features may change it in :meth:`Feature.before`),
+    ``worker`` the worker instance. After ``perform`` (or a short-circuit): ``state`` is one of
+    :data:`ATTEMPT_STATES`, ``result`` what ``perform`` returned (None after an error), and
+    ``error`` the exception of a failed attempt. A feature may keep its own attributes on the
+    attempt between ``before`` and ``after``.
+    """
+
+    def __init__(self, job: Any, worker: Any) -> None:
+        self.job = job
+        self.worker = worker
+        self.state: str | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        #: The formatted traceback (or reason) of ``error``.
+        self.traceback: str | None = None
+        #: Keys to set in the job's meta when the outcome is written (see :meth:`write_meta`).
+        self.meta_updates: dict[str, Any] = {}
+        #: A ``time.monotonic()`` instant at which ``perform`` is stopped and the job
+        #: cancelled (see :meth:`cancel_when`), with the reason recorded.
+        self.cancel_at: float | None = None
+        self.cancel_reason: str = ""
+
+    def write_meta(self, **values: Any) -> None:
+        """Set these meta keys with the attempt's outcome (in the same statement as the ack,
+        completed jobs included). Values must be JSON-serialisable."""
+        self.meta_updates.update(values)
+
+    def cancel_when(self, at: float, reason: str) -> None:
+        """Stop ``perform`` at the ``time.monotonic()`` instant ``at`` and cancel the job,
+        recording ``reason``: the interruption timeouts use, with the same limits (Python code
+        stops at once; a call blocked in C when it returns)."""
+        self.cancel_at = at if self.cancel_at is None else min(self.cancel_at, at)
+        self.cancel_reason = reason
+
+
+class Feature:
+    """Base class of job features; every method is optional.
+
+    Subclass it, implement the moments you need, and register an instance once (for example in
+    your ``AppConfig.ready``) with :func:`register_feature`.
+    """
+
+    #: Short name, used in error messages.
+    name: str = ""
+    #: Per-job options of ``new()`` that this feature reads (``new(args, deadline=60)``).
+    #: Options nobody declares are refused, naming the close matches.
+    options: tuple[str, ...] = ()
+
+    def setup(self, worker: type) -> Any:
+        """Called once per worker class. Validate the class options this feature reads and
+        return its configuration for that worker, or None when the feature does not apply
+        (then no other method is called for that worker's jobs). Raise
+        :class:`~django_jobs.exceptions.ConfigurationError` for a bad class option."""
+        return None
+
+    def prepare(self, worker: type, args: Mapping[str, Any], options: dict[str, Any],
+                config: Any) -> Mapping[str, Any]:
+        """Built, before the job exists: return the args to build with (validated or
+        transformed); ``options`` (the keyword arguments of ``new()``) may be changed in place.
+        Raise ``InvalidJobError`` or Django's ``ValidationError`` to refuse the job."""
+        return args
+
+    def build(self, job: Any, options: Mapping[str, Any], config: Any) -> None:
+        """Built, after the job exists and before it is written: set meta, change args or the
+        schedule. ``options`` are the keyword arguments of ``new()``. Raise to refuse."""
+
+    def before(self, attempt: Attempt, config: Any) -> Any:
+        """Run, before ``perform``: change ``attempt.job`` if needed and return None, or return
+        a result (``Snooze``, ``Cancel``, ``Discard``) to skip ``perform``. An exception fails
+        the attempt like one raised by ``perform``."""
+        return None
+
+    def after(self, attempt: Attempt, config: Any) -> None:
+        """Run, after ``perform`` or a short-circuit: read ``attempt.state`` and
+        ``attempt.result``; add to what is written with ``attempt.write_meta``. An exception
+        turns the attempt into a failure (retried, or discarded when out of attempts)."""
+
+
+#: A worker's pipeline: (feature, its configuration for the worker), database side first.
+Pipeline = tuple[tuple[Feature, Any], ...]
+
+_lock = threading.RLock()
+_features: list[Feature] = []
+_pipelines: dict[type, Pipeline] = {}
+
+
+def register_feature(feature: Feature) -> Feature:
+    """Add ``feature`` nearest to ``perform`` (innermost). Every worker class defined so far is
+    set up at once, so a bad class option raises here, naming the class."""
+    with _lock:
+        if any(existing is feature for existing in _features):
+            return feature
+        _features.append(feature)
+        _pipelines.clear()
+        for worker in registry.workers():
+            pipeline(worker)
+    return feature
+
+
+def unregister_feature(feature: Feature) -> None:
+    """Remove ``feature`` from every pipeline (tests)."""
+    with _lock:
+        _features[:] = [f for f in _features if f is not feature]
+        _pipelines.clear()
+
+
+def reset_pipelines() -> None:
+    """Forget every worker's pipeline: the next use sets it up again (a feature whose
+    configuration changed, such as global hooks, calls this)."""
+    with _lock:
+        _pipelines.clear()
+
+
+def registered_features() -> tuple[Feature, ...]:
+    with _lock:
+        return tuple(_features)
+
+
+def feature_options() -> tuple[str, ...]:
+    """Every per-job option a registered feature declares."""
+    with _lock:
+        return tuple(dict.fromkeys(name for f in _features for name in f.options))
+
+
+def pipeline(worker: type) -> Pipeline:
+    """The features that apply to ``worker`` with their configurations (set up on first use,
+    then cached until the registered features change)."""
+    cached = _pipelines.get(worker)
+    if cached is not None:
+        return cached
+    with _lock:
+        steps = []
+        for feature in _features:
+            try:
+                config = feature.setup(worker)
+            except ConfigurationError as exc:
+                path = getattr(worker, "worker_path", worker.__qualname__)
+                message = str(exc)
+                raise ConfigurationError(message if message.startswith(path)
+                                         else f"{path}: {message}") from None
+            if config is not None:
+                steps.append((feature, config))
+        result = _pipelines[worker] = tuple(steps)
+        return result
