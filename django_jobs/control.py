@@ -21,8 +21,14 @@ from django.utils import timezone
 from .build import validate_queue
 from .engines import get_engine
 from .exceptions import InvalidJobError
-from .models import FINISHED_STATES, Job, JobState, Producer, unique_key_after
+from .models import FINISHED_STATES, Job, JobState, Producer
 from .runtime import node as runtime_node
+
+#: States a job can be cancelled from, retried from and deleted from.
+CANCELLABLE = tuple(s for s in JobState.values if s not in FINISHED_STATES)
+RETRYABLE_FROM = tuple(s for s in JobState.values
+                       if s not in (JobState.AVAILABLE, JobState.EXECUTING))
+DELETABLE = tuple(s for s in JobState.values if s != JobState.EXECUTING)
 
 
 def _producers(queue: str | None, node: str | None, local: bool) -> QuerySet:
@@ -78,12 +84,11 @@ def _queryset(jobs: QuerySet | Iterable[int | Job]) -> QuerySet:
 
 def cancel_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     """Cancel jobs that have not finished; executing ones are stopped where they run."""
-    now = timezone.now()
-    with transaction.atomic(using=get_engine().alias):
-        pending = _queryset(jobs).exclude(state__in=FINISHED_STATES)
-        executing = list(pending.filter(state=JobState.EXECUTING).values_list("pk", flat=True))
-        count = pending.update(state=JobState.CANCELLED, cancelled_at=now,
-                               unique_key=unique_key_after(JobState.CANCELLED))
+    engine = get_engine()
+    with transaction.atomic(using=engine.alias):
+        target = _queryset(jobs)
+        executing = list(target.filter(state=JobState.EXECUTING).values_list("pk", flat=True))
+        count = engine.transition(target, JobState.CANCELLED, only_from=CANCELLABLE)
         for pk in executing:
             _announce({"action": "cancel", "job_id": pk}, local=False)
     return count
@@ -94,19 +99,17 @@ def cancel_job(job: int | Job) -> bool:
 
 
 def retry_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
-    """Make finished, retryable or scheduled jobs available now (not executing ones).
-
-    A job out of attempts gets one more (``max_attempts`` is raised to ``attempt + 1``).
-    """
+    """Make finished, retryable, scheduled or suspended jobs available now (not executing
+    ones). A job out of attempts gets one more (``max_attempts`` is raised to
+    ``attempt + 1``)."""
     engine = get_engine()
     with transaction.atomic(using=engine.alias):
-        retryable = _queryset(jobs).exclude(state__in=[JobState.AVAILABLE, JobState.EXECUTING])
-        queues = list(retryable.values_list("queue", flat=True).distinct())
-        count = retryable.update(
-            state=JobState.AVAILABLE, scheduled_at=timezone.now(),
-            unique_key=unique_key_after(JobState.AVAILABLE),
-            max_attempts=Greatest(F("max_attempts"), F("attempt") + 1),
-            completed_at=None, cancelled_at=None, discarded_at=None)
+        target = _queryset(jobs)
+        queues = list(target.filter(state__in=RETRYABLE_FROM).order_by()
+                      .values_list("queue", flat=True).distinct())
+        count = engine.transition(target, JobState.AVAILABLE, only_from=RETRYABLE_FROM, values={
+            "scheduled_at": timezone.now(),
+            "max_attempts": Greatest(F("max_attempts"), F("attempt") + 1)})
         engine.notify(queues)
     return count
 
@@ -117,7 +120,8 @@ def retry_job(job: int | Job) -> bool:
 
 def delete_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     """Delete jobs that are not executing (cancel those first)."""
-    return _queryset(jobs).exclude(state=JobState.EXECUTING).delete()[0]
+    engine = get_engine()
+    return engine.transition(_queryset(jobs), None, only_from=DELETABLE)
 
 
 def delete_job(job: int | Job) -> bool:

@@ -18,7 +18,24 @@ job_stopped = Signal()
 #: A job attempt raised or timed out. Kwargs: ``job``, ``exception``, ``traceback`` (text),
 #: ``state`` (retryable or discarded), ``duration``.
 job_exception = Signal()
-#: A leader plugin ran. Kwargs: ``plugin`` (name), ``result`` (dict of counts), ``duration``.
+#: The state of jobs changed: sent inside the database transaction that writes the change, after
+#: the rows are written and before the commit, by every path that changes a job's state (acks
+#: and snoozes, the lifeline, the stager, cancel, retry and delete from ``control`` and the
+#: admin, the pruner, the testing helpers), never for the fetch (available -> executing) or an
+#: insert. Kwargs: ``changes`` (a list of :class:`django_jobs.models.JobChange`: id, worker,
+#: queue, meta, old and new state, new ``None`` for a deleted job) and ``using`` (the database
+#: alias). Sender: the ``Job`` model. Receivers may write rows in the same transaction (release
+#: the next job of a chain, insert a batch callback); an exception from a receiver rolls the
+#: whole change back, so keep them small and correct. With no receiver connected, nothing is
+#: read back and the hot paths stay one statement.
+state_changed = Signal()
+#: This node leads the cluster: sent by the leader node's leader thread about twice a second
+#: (every ``LEADER_TICK``) while it holds the lease. Sender: the node. Kwargs: ``node``,
+#: ``engine``, ``now``. The plugins (stager, lifeline, pruner, cron, and a project's own) are its
+#: receivers; a receiver that raises is logged and never stops the others.
+leader_tick = Signal()
+#: A leader plugin ran. Sender: the plugin. Kwargs: ``plugin`` (name), ``result`` (dict of
+#: counts), ``duration``, ``node`` (the node that leads).
 plugin_ran = Signal()
 #: This node became leader or stopped being leader. Kwargs: ``node``, ``leader`` (bool).
 leadership_changed = Signal()

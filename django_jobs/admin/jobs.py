@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timesince import timesince, timeuntil
@@ -137,8 +138,6 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         value = getattr(job, field)
         if value is None:
             return "-"
-        from django.utils import timezone
-
         now = timezone.now()
         when = f"in {timeuntil(value, now)}" if value > now else f"{timesince(value, now)} ago"
         return format_html('<span title="{}">{} {}</span>', value.isoformat(), label, when)
@@ -156,6 +155,13 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def delete_model(self, request, obj):
+        # Django's own delete view: through control, like every other change of a job.
+        control.delete_job(obj)
+
+    def delete_queryset(self, request, queryset):
+        control.delete_all_jobs(queryset)
 
     def get_actions(self, request):
         actions = super().get_actions(request)

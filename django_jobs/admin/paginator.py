@@ -12,12 +12,12 @@ from functools import cached_property
 
 from django.core.paginator import Paginator
 
+from ..engines import get_engine
+
 
 def planner_estimate(queryset) -> int | None:
     """The number of rows the planner expects ``queryset`` to return, or None where the
     database gives no estimate (see ``Engine.estimate_rows``)."""
-    from ..engines import get_engine
-
     return get_engine(queryset.db).estimate_rows(queryset)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.db import connections
 from django.utils.module_loading import import_string
 
+from ..conf import jobs_settings
 from ..exceptions import ConfigurationError
 from .base import Engine
 
@@ -21,8 +22,6 @@ _by_alias: dict[str, Engine] = {}
 def get_engine(alias: str | None = None) -> Engine:
     """The engine for ``alias`` (default: ``DJANGO_JOBS["DATABASE"]``)."""
     if alias is None:
-        from ..conf import jobs_settings
-
         alias = jobs_settings.DATABASE
     engine = _by_alias.get(alias)
     if engine is None:

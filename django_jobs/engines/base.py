@@ -1,27 +1,44 @@
-"""The engine interface: what django_jobs asks of a database, and what each one can do.
+"""The engine contract: what django_jobs asks of a database, and what each one can do.
 
-An engine wraps one database alias. Capabilities are declared as class attributes so code asks
-``engine.has_listen_notify`` instead of testing ``connection.vendor``; the SQL that differs
-between databases lives in the engine subclasses, one per file.
+An engine wraps one database alias. :class:`Engine` is the one place that says what an engine
+must provide (the abstract methods) and what it can do (the capability flags), so code asks
+``engine.has_listen_notify`` instead of testing ``connection.vendor``. The statements shared by
+every database are written here once; the SQL that differs lives in the subclasses, one per
+file. ``tests/test_engine_contract.py`` runs the same contract suite against each engine.
+
+Every change of a job's state, other than the fetch, goes through one door:
+:meth:`Engine.transition` (the acker, snoozes, the lifeline, the stager, cancel, retry and
+delete from ``control`` and the admin, the pruner, the testing helpers). It keeps
+``unique_key`` and the finished timestamps consistent with the new state and, when receivers
+are connected, sends :data:`~django_jobs.signals.state_changed` inside the same transaction.
 """
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import connections, transaction
+from django.db.models import Case, JSONField, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
+
+from .. import signals
+from ..execution.outcome import Outcome
+from ..jsonutil import dumps
+from ..models import (FINISHED_AT, FINISHED_STATES, Job, JobChange, JobState, Peer, Producer,
+                      error_entry, unique_key_after)
+from .wakeup import wake_local
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models import Field
-
-    from ..models import Job
-    from ..execution.outcome import Outcome
 
 #: What every job holds when it is inserted: no attempt made yet. insert_all() resets these on
 #: the jobs it writes, and engines may write them as literals.
@@ -35,15 +52,30 @@ FRESH_JOB = {
     "discarded_at": None,
 }
 
+#: Most rows one per-job UPDATE of the door carries.
+WRITE_CHUNK = 500
 
-class Engine:
-    """Database operations on the jobs tables of one database alias."""
 
-    #: ``connection.vendor`` this engine serves.
+class Engine(abc.ABC):
+    """Database operations on the jobs tables of one database alias.
+
+    An engine must provide :meth:`fetch_statement` (claiming jobs is where databases differ
+    most) and declare its capabilities:
+
+    * ``vendor``: the ``connection.vendor`` it serves;
+    * ``has_listen_notify``: inserts and control messages reach other processes at once
+      (LISTEN/NOTIFY). Without it, :meth:`notify` wakes only this process's producers and the
+      others poll; :meth:`announce` does nothing and nodes read control state from their
+      producer rows on their next heartbeat;
+    * ``max_query_params``: the most bind parameters one statement may carry (inserts are
+      chunked by it).
+
+    Everything else has a shared implementation here that an engine may override with faster
+    SQL, keeping the documented behaviour (the contract suite checks both engines alike).
+    """
+
     vendor: str = ""
-    #: Inserts can wake other processes through LISTEN/NOTIFY.
     has_listen_notify: bool = False
-    #: Most bind parameters one statement may carry.
     max_query_params: int = 999
 
     def __init__(self, alias: str) -> None:
@@ -53,11 +85,16 @@ class Engine:
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.alias]
 
+    @property
+    def jobs(self) -> QuerySet:
+        """Every job on this engine's database."""
+        return Job.objects.using(self.alias)
+
+    # -- inserting ----------------------------------------------------------------------------
+
     @cached_property
     def insert_fields(self) -> list:
         """Concrete Job columns written on insert (not the id, not generated columns)."""
-        from ..models import Job
-
         return [f for f in Job._meta.concrete_fields
                 if not f.primary_key and not getattr(f, "generated", False)]
 
@@ -112,10 +149,7 @@ class Engine:
                 job._state.adding = False
                 job._state.db = self.alias
 
-    # -- running jobs -------------------------------------------------------------------------
-    #
-    # The statements below are shared by both engines unless an engine overrides them; each
-    # says which query and index it relies on.
+    # -- small services -----------------------------------------------------------------------
 
     def estimate_rows(self, queryset) -> int | None:
         """The planner's estimate of the rows ``queryset`` returns, or None when the database
@@ -131,19 +165,19 @@ class Engine:
 
     def json_param(self, value) -> str:
         """A JSON value as a statement parameter (engines add a cast where needed)."""
-        from ..jsonutil import dumps
-
         return dumps(value)
 
     #: Placeholder for a JSON parameter in raw SQL.
     json_placeholder = "%s"
 
+    # -- fetching -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
     def fetch_statement(self, queue: str, limit: int, now, attempted_by: str,
                         ids: Sequence[int] | None = None) -> tuple[str, list]:
         """SQL and parameters that claim up to ``limit`` available jobs of ``queue`` (among
-        ``ids`` when given), marking them executing, and return the claimed rows.
-        Engine-specific."""
-        raise NotImplementedError
+        ``ids`` when given), marking them executing, and return the claimed rows. Two
+        concurrent claims must never return the same row."""
 
     def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now,
                    ids: Sequence[int] | None = None) -> list[Job]:
@@ -166,8 +200,6 @@ class Engine:
 
     def jobs_from_rows(self, names: tuple[str, ...], rows: Sequence[Sequence]) -> list[Job]:
         """Jobs from rows of ``SELECT/RETURNING *`` (``names`` are the column names)."""
-        from ..models import Job
-
         if not rows:
             return []
         order, converters = self._row_layout(names)
@@ -186,10 +218,6 @@ class Engine:
         """For columns ``names``: their positions in Job's concrete field order, and the
         conversions their raw values need (JSON text, and whatever the backend's own
         converters do, such as SQLite's datetimes)."""
-        from django.db.models import JSONField
-
-        from ..models import Job
-
         fields = Job._meta.concrete_fields
         order = [names.index(f.column) for f in fields]
         converters = []
@@ -213,60 +241,190 @@ class Engine:
 
         return convert
 
-    def ack(self, outcomes: Sequence[Outcome]) -> None:
-        """Write the outcomes of finished attempts.
+    # -- the door: every change of a job's state ----------------------------------------------
 
-        Completed jobs are written together in one UPDATE (the common case); other outcomes
-        carry an error entry or a new schedule and are written one UPDATE each. Every UPDATE
-        only touches a job still ``executing``: a job cancelled meanwhile keeps its state, and
-        writing the same outcome twice changes nothing.
+    def transition(self, jobs: QuerySet | Collection[int] | None, state: str | None, *,
+                   only_from: Collection[str], values: Mapping[str, Any] | None = None,
+                   each: Mapping[int, Mapping[str, Any]] | None = None,
+                   known: Mapping[int, Any] | None = None) -> int:
+        """Move ``jobs`` that are in one of ``only_from`` to ``state`` (None deletes them);
+        return how many changed. This is the one way a job's state is written, other than the
+        fetch.
+
+        ``jobs`` is a queryset or ids (or None with ``each``); jobs not in ``only_from`` are
+        left as they are, so a change raced by another one (a job cancelled while its ack was
+        on its way) never overwrites it, and writing the same change twice changes nothing.
+        ``values`` are columns set on every job (values or ORM expressions); ``each`` maps job
+        ids to columns set on that job alone (every mapping with the same columns), written in
+        one statement per :data:`WRITE_CHUNK` jobs. ``known`` maps ids to the jobs as the
+        caller holds them (their ``worker``, ``queue`` and ``meta``), which saves reading the
+        rows back for the signal.
+
+        The door keeps what goes with a state: ``unique_key`` is kept only while the new state
+        is one of the job's unique states; a final state sets its timestamp
+        (``completed_at``, ``cancelled_at``, ``discarded_at``: now unless given), and any other
+        state clears all three. When :data:`~django_jobs.signals.state_changed` has receivers,
+        the rows are locked and read first and the signal is sent with the changes inside the
+        same transaction, so that receivers write related rows atomically with the change; an
+        exception from a receiver rolls the change back.
         """
-        from django.db import transaction
+        columns = dict(values or {})
+        if state is not None:
+            columns.update(self._state_columns(state, columns, each))
+        listening = signals.state_changed.has_listeners()
+        if each is not None:
+            return self._transition_each(state, only_from, columns, each, known, listening)
+        target = self._target(jobs).filter(state__in=list(only_from))
+        if not listening:
+            return self._write(target, state, columns)
+        with transaction.atomic(using=self.alias):
+            rows = list(target.select_for_update().order_by("id")
+                        .values_list("id", "worker", "queue", "meta", "state"))
+            if not rows:
+                return 0
+            count = self._write(self.jobs.filter(pk__in=[row[0] for row in rows],
+                                                 state__in=list(only_from)), state, columns)
+            new_meta = columns.get("meta")
+            self._send_changes([
+                JobChange(pk, worker, queue, new_meta if isinstance(new_meta, dict) else meta,
+                          old, state) for pk, worker, queue, meta, old in rows])
+        return count
 
-        from ..models import Job, JobState, unique_key_after
+    def _target(self, jobs: QuerySet | Collection[int]) -> QuerySet:
+        if isinstance(jobs, QuerySet):
+            return jobs.using(self.alias).order_by()
+        return self.jobs.filter(pk__in=list(jobs)).order_by()
 
+    @staticmethod
+    def _state_columns(state: str, columns: Mapping[str, Any],
+                       each: Mapping[int, Mapping[str, Any]] | None) -> dict[str, Any]:
+        """The columns that go with moving to ``state`` (see :meth:`transition`)."""
+        given = set(columns)
+        if each:
+            given.update(next(iter(each.values())))
+        extra: dict[str, Any] = {"state": state, "unique_key": unique_key_after(state)}
+        finished = FINISHED_AT.get(state)
+        for column in FINISHED_AT.values():
+            if column in given:
+                continue
+            extra[column] = timezone.now() if column == finished else None
+        return extra
+
+    def _write(self, target: QuerySet, state: str | None, columns: Mapping[str, Any]) -> int:
+        """One UPDATE (or DELETE when ``state`` is None) of ``target``."""
+        if state is None:
+            return target.delete()[0]
+        return target.update(**columns)
+
+    def _transition_each(self, state: str | None, only_from: Collection[str],
+                         columns: dict[str, Any], each: Mapping[int, Mapping[str, Any]],
+                         known: Mapping[int, Any] | None, listening: bool) -> int:
+        ids = list(each)
+        if not ids:
+            return 0
+        chunks = [ids[i:i + WRITE_CHUNK] for i in range(0, len(ids), WRITE_CHUNK)]
+        if not listening:
+            # Each statement only touches jobs still in only_from, so a run that fails half-way
+            # can be written again; a transaction only saves commits when there are several.
+            with transaction.atomic(using=self.alias) if len(chunks) > 1 else nullcontext():
+                return sum(len(self._write_each(chunk, state, only_from, columns, each))
+                           for chunk in chunks)
+        with transaction.atomic(using=self.alias):
+            if known is not None and len(only_from) == 1 and all(pk in known for pk in ids):
+                # The caller holds the jobs and their one possible old state: the statement's
+                # RETURNING says which of them changed.
+                (old,) = only_from
+                changed = [pk for chunk in chunks
+                           for pk in self._write_each(chunk, state, only_from, columns, each)]
+                changes = [_change(pk, known[pk], old, state, each[pk].get("meta"))
+                           for pk in changed]
+            else:
+                rows = list(self.jobs.filter(pk__in=ids, state__in=list(only_from))
+                            .select_for_update().order_by("id")
+                            .values_list("id", "worker", "queue", "meta", "state"))
+                locked = [row[0] for row in rows]
+                for start in range(0, len(locked), WRITE_CHUNK):
+                    self._write_each(locked[start:start + WRITE_CHUNK], state, only_from,
+                                     columns, each)
+                changes = [JobChange(pk, worker, queue, each[pk].get("meta", meta), old, state)
+                           for pk, worker, queue, meta, old in rows]
+            self._send_changes(changes)
+        return len(changes)
+
+    def _write_each(self, ids: Sequence[int], state: str | None, only_from: Collection[str],
+                    columns: Mapping[str, Any], each: Mapping[int, Mapping[str, Any]]
+                    ) -> list[int]:
+        """One statement: the jobs ``ids`` still in ``only_from`` get ``columns`` and their
+        own ``each`` values; returns the ids that changed. Engines may override this with
+        faster SQL (PostgreSQL sends the values as arrays)."""
+        if state is None:
+            raise ValueError("per-job values make no sense for a delete")
+        target = self.jobs.filter(pk__in=list(ids), state__in=list(only_from)).order_by()
+        per_job = {}
+        for name in next(iter(each.values()), {}):
+            field = Job._meta.get_field(name)
+            per_job[name] = Case(*(When(pk=pk, then=Value(each[pk][name], output_field=field))
+                                   for pk in ids), output_field=field)
+        return self._returning_ids(target, {**columns, **per_job})
+
+    def _returning_ids(self, target: QuerySet, columns: Mapping[str, Any]) -> list[int]:
+        """UPDATE ``target`` with ``columns`` and return the ids it touched: the ORM's own
+        statement, with a RETURNING clause (SQLite 3.35+, PostgreSQL)."""
+        query = target.query.chain(UpdateQuery)
+        query.add_update_values(columns)
+        compiler = query.get_compiler(self.alias)
+        sql, params = compiler.as_sql()
+        if not sql:
+            return []
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"{sql} RETURNING {self.connection.ops.quote_name('id')}", params)
+            return [row[0] for row in cursor.fetchall()]
+
+    def _send_changes(self, changes: list[JobChange]) -> None:
+        if changes:
+            # send(), not send_robust(): a failing receiver must roll the change back with it.
+            signals.state_changed.send(Job, changes=changes, using=self.alias)
+
+    # -- acks -----------------------------------------------------------------------------------
+
+    def ack(self, outcomes: Sequence[Outcome]) -> None:
+        """Write the outcomes of finished attempts, through :meth:`transition`.
+
+        Outcomes are grouped by new state and changed columns; each group is one statement per
+        :data:`WRITE_CHUNK` jobs, the common case (completed jobs, their only change perhaps
+        their meta) included. Every statement only touches jobs still ``executing``: a job
+        cancelled meanwhile keeps its state, and writing the same outcome twice changes nothing.
+        """
         if not outcomes:
             return
-        jobs = Job.objects.using(self.alias)
-        completed = [o for o in outcomes if o.state == JobState.COMPLETED and not o.changes]
-        others = [o for o in outcomes if o.state != JobState.COMPLETED or o.changes]
-        # Each statement stands alone and only touches jobs still executing, so a batch that
-        # fails half-way can simply be written again; a transaction only saves commits when
-        # there are several statements.
-        with transaction.atomic(using=self.alias) if len(others) > 1 else nullcontext():
-            for outcome in others:
-                jobs.filter(pk=outcome.job_id, state=JobState.EXECUTING).update(
-                    state=outcome.state, unique_key=unique_key_after(outcome.state),
-                    **outcome.changes)
-        for start in range(0, len(completed), 500):
-            self.complete_jobs(completed[start:start + 500])
+        groups: dict[tuple[str, tuple[str, ...]], list[Outcome]] = {}
+        for outcome in outcomes:
+            groups.setdefault((outcome.state, tuple(sorted(outcome.changes))), []).append(outcome)
+        several = len(groups) > 1 or len(outcomes) > WRITE_CHUNK
+        with transaction.atomic(using=self.alias) if several else nullcontext():
+            for (state, _), group in groups.items():
+                finished = FINISHED_AT.get(state)
+                each = {o.job_id: {**o.changes, finished: o.at} if finished else o.changes
+                        for o in group}
+                known = ({o.job_id: o.job for o in group}
+                         if all(o.job is not None for o in group) else None)
+                self.transition(None, state, only_from=(JobState.EXECUTING,), each=each,
+                                known=known)
 
-    def complete_jobs(self, outcomes: Sequence[Outcome]) -> None:
-        """Mark executing jobs completed, each at its own time, in one statement."""
-        from django.db.models import Case, Value, When
-
-        from ..models import Job, JobState, unique_key_after
-
-        Job.objects.using(self.alias).filter(
-            pk__in=[o.job_id for o in outcomes], state=JobState.EXECUTING).update(
-            state=JobState.COMPLETED, unique_key=unique_key_after(JobState.COMPLETED),
-            completed_at=Case(*(When(pk=o.job_id, then=Value(o.at)) for o in outcomes)))
+    # -- leader work ----------------------------------------------------------------------------
 
     def stage_jobs(self, now, limit: int) -> list[str]:
         """Make scheduled and retryable jobs whose time has come available (uses the stage
         index); return the queues that got jobs, to wake their producers."""
-        from ..models import Job, JobState, unique_key_after
-
-        jobs = Job.objects.using(self.alias)
-        due = list(jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
-                               scheduled_at__lte=now)
+        due = list(self.jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
+                                    scheduled_at__lte=now)
                    .order_by("scheduled_at", "id").values_list("id", "queue")[:limit])
         if not due:
             return []
-        # The state filter again: a job cancelled between the two statements stays cancelled.
-        jobs.filter(pk__in=[pk for pk, _ in due],
-                    state__in=[JobState.SCHEDULED, JobState.RETRYABLE]).update(
-            state=JobState.AVAILABLE, unique_key=unique_key_after(JobState.AVAILABLE))
+        # The door filters on the states again: a job cancelled between the two statements
+        # stays cancelled.
+        self.transition([pk for pk, _ in due], JobState.AVAILABLE,
+                        only_from=(JobState.SCHEDULED, JobState.RETRYABLE))
         return sorted({queue for _, queue in due})
 
     def prune_jobs(self, before, limit: int) -> int:
@@ -275,18 +433,14 @@ class Engine:
         Selects through the prune index (the same COALESCE expression over the finished
         states) and deletes by id, so each pass is one bounded chunk.
         """
-        from django.db.models.functions import Coalesce
-
-        from ..models import FINISHED_STATES, Job
-
-        jobs = Job.objects.using(self.alias)
         # Oldest first, in the prune index's own order (not the model's "-id").
-        ids = list(jobs.alias(finished=Coalesce("completed_at", "cancelled_at", "discarded_at"))
+        ids = list(self.jobs.alias(finished=Coalesce("completed_at", "cancelled_at",
+                                                     "discarded_at"))
                    .filter(state__in=FINISHED_STATES, finished__lt=before)
                    .order_by("finished").values_list("id", flat=True)[:limit])
         if not ids:
             return 0
-        return jobs.filter(pk__in=ids).delete()[0]
+        return self.transition(ids, None, only_from=FINISHED_STATES)
 
     def rescue_orphans(self, dead_after, now) -> dict:
         """Put back jobs left ``executing`` by producers that stopped heartbeating.
@@ -297,40 +451,41 @@ class Engine:
         however long they run. Returns counts ``rescued`` and ``discarded``, and the ``queues``
         that got jobs back.
         """
-        from ..models import Job, JobState, Producer, error_entry, unique_key_after
-
         # Executing jobs first, producers second: a producer's row is written before it claims
         # anything, so a job read here belongs to a producer the next read can see. (The other
         # order would miss a node started between the reads and rescue its running jobs.)
         # Executing jobs number at most the sum of all queue limits (executing index), so the
         # producer test is done here, the same way on every engine.
-        executing = list(Job.objects.using(self.alias).filter(state=JobState.EXECUTING)
-                         .values_list("id", "attempt", "max_attempts", "errors", "queue",
-                                      "attempted_by"))
+        executing = list(self.jobs.filter(state=JobState.EXECUTING).only(
+            "id", "worker", "queue", "meta", "attempt", "max_attempts", "errors",
+            "attempted_by"))
         live = {str(u) for u in Producer.objects.using(self.alias)
                 .filter(heartbeat_at__gte=dead_after).values_list("uuid", flat=True)}
-        rows = [row for row in executing
-                if not (isinstance(row[5], list) and len(row[5]) > 1 and row[5][1] in live)]
-        rescued = discarded = 0
-        queues = set()
-        for pk, attempt, max_attempts, errors, queue, _ in rows:
-            error = error_entry(attempt, now,
+        orphans = [job for job in executing
+                   if not (isinstance(job.attempted_by, list) and len(job.attempted_by) > 1
+                           and job.attempted_by[1] in live)]
+        by_state: dict[str, dict[int, dict]] = {JobState.AVAILABLE: {}, JobState.DISCARDED: {}}
+        for job in orphans:
+            error = error_entry(job.attempt, now,
                                 "Rescued: the node running this job stopped heartbeating.")
-            changes = {"errors": [*errors, error]}
-            if attempt >= max_attempts:
-                changes.update(state=JobState.DISCARDED, discarded_at=now)
-                discarded += 1
+            if job.attempt >= job.max_attempts:
+                by_state[JobState.DISCARDED][job.pk] = {"errors": [*job.errors, error],
+                                                        "discarded_at": now}
             else:
-                changes.update(state=JobState.AVAILABLE)
-                rescued += 1
-                queues.add(queue)
-            changes["unique_key"] = unique_key_after(changes["state"])
-            Job.objects.using(self.alias).filter(pk=pk, state=JobState.EXECUTING).update(**changes)
+                by_state[JobState.AVAILABLE][job.pk] = {"errors": [*job.errors, error]}
+        known = {job.pk: job for job in orphans}
+        rescued = self.transition(None, JobState.AVAILABLE, only_from=(JobState.EXECUTING,),
+                                  each=by_state[JobState.AVAILABLE], known=known)
+        discarded = self.transition(None, JobState.DISCARDED, only_from=(JobState.EXECUTING,),
+                                    each=by_state[JobState.DISCARDED], known=known)
+        queues = {known[pk].queue for pk in by_state[JobState.AVAILABLE]}
         # Rows of producers that stopped heartbeating are gone for good (a live node that was
         # only cut off writes its rows again on its next heartbeat).
         stale = Producer.objects.using(self.alias).filter(heartbeat_at__lt=dead_after).delete()[0]
         return {"rescued": rescued, "discarded": discarded, "queues": sorted(queues),
                 "producers_removed": stale}
+
+    # -- leadership ---------------------------------------------------------------------------
 
     def acquire_leadership(self, name: str, node: str, now, expires_at) -> bool:
         """Take or extend the leader lease ``name`` for ``node``; True when ``node`` holds it.
@@ -356,8 +511,6 @@ class Engine:
         return row is not None and row[0] == node
 
     def resign_leadership(self, name: str, node: str) -> None:
-        from ..models import Peer
-
         Peer.objects.using(self.alias).filter(name=name, node=node).delete()
 
     # -- waking producers ---------------------------------------------------------------------
@@ -369,10 +522,6 @@ class Engine:
         polling."""
         if not queues:
             return
-        from django.db import transaction
-
-        from .wakeup import wake_local
-
         queues = sorted(set(queues))
         transaction.on_commit(lambda: wake_local(queues), using=self.alias)
 
@@ -380,3 +529,11 @@ class Engine:
         """Send a control message (pause, resume, scale, cancel) to every node at once.
         Engines without LISTEN/NOTIFY leave it to the nodes' heartbeat, which reads the same
         state from the database within a second."""
+        return None
+
+
+def _change(pk: int, job: Any, old: str, new: str | None, meta: Any) -> JobChange:
+    """The change of a job the caller holds (``meta`` is its new meta, if the change set
+    one)."""
+    return JobChange(pk, job.worker, job.queue, meta if isinstance(meta, dict) else job.meta,
+                     old, new)

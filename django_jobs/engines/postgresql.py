@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any
 
 import psycopg
+from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from ..jsonutil import dumps
-from ..models.job import STATE_BITS
+from ..models.job import STATE_BITS, Job
 from .base import FRESH_JOB, Engine
-
-if TYPE_CHECKING:
-    from ..models import Job
-    from ..execution.outcome import Outcome
 
 #: NOTIFY channels: inserted jobs (payload: queue name) and control messages (payload: JSON).
 INSERT_CHANNEL = "django_jobs_insert"
@@ -149,8 +146,6 @@ class PostgreSQLEngine(Engine):
     def estimate_rows(self, queryset) -> int | None:
         # EXPLAIN gives the planner's row estimate (from pg_class.reltuples and the column
         # statistics) without reading the rows, unlike COUNT(*).
-        from django.core.exceptions import EmptyResultSet
-
         try:
             sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
         except EmptyResultSet:  # .none(), or a filter that can match nothing
@@ -216,23 +211,42 @@ class PostgreSQLEngine(Engine):
                            [self.channel, sorted(set(queues))])
 
     def announce(self, message: dict) -> None:
-        import json
-
         self.connection.ensure_connection()
         with self.connection.wrap_database_errors, \
                 psycopg.Cursor(self.connection.connection) as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CONTROL_CHANNEL, json.dumps(message)])
 
-    def complete_jobs(self, outcomes: Sequence[Outcome]) -> None:
-        # One statement for the whole batch, ids and times as two array parameters
-        # (server-side binding): the ORM would splice an IN list and a CASE into the SQL text.
+    def _write_each(self, ids: Sequence[int], state: str | None, only_from: Collection[str],
+                    columns: Mapping[str, Any], each: Mapping[int, Mapping[str, Any]]
+                    ) -> list[int]:
+        # The door's per-job statement (acks, rescues) as one UPDATE whose per-job values
+        # travel as one typed array per column (server-side binding): the ORM would splice an
+        # IN list and a CASE per column into the SQL text. The id array is probed through the
+        # primary key.
+        names = list(next(iter(each.values()), {}))
+        shared = {k: v for k, v in columns.items() if k not in ("state", "unique_key")}
+        if state is None or any(hasattr(v, "resolve_expression") for v in shared.values()):
+            return super()._write_each(ids, state, only_from, columns, each)
+        fields = self.insert_fields_by_name
+        arrays, params = ["%s::bigint[]"], [list(ids)]
+        for name in names:
+            field = fields[name]
+            arrays.append(f"%s::{_SQL_TYPES[type(field)]}[]")
+            if isinstance(field, models.JSONField):
+                params.append([dumps(each[pk][name]) for pk in ids])
+            else:
+                params.append([each[pk][name] for pk in ids])
+        sets = [f'"{name}" = v."{name}"' for name in names]
+        sets += [f'"{name}" = %s' for name in shared]
+        sql = (f"UPDATE django_jobs_job AS job SET state = %s, "
+               f"unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END, "
+               f"{', '.join(sets)} "
+               f"FROM unnest({', '.join(arrays)}) AS v(id, {', '.join(names)}) "
+               f"WHERE job.id = v.id AND job.state = ANY(%s) RETURNING job.id")
         self.connection.ensure_connection()
         with self.connection.wrap_database_errors, \
                 psycopg.Cursor(self.connection.connection) as cursor:
-            cursor.execute(
-                "UPDATE django_jobs_job AS job SET state = 'completed', completed_at = done.at, "
-                "unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END "
-                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS done(id, at) "
-                "WHERE job.id = done.id AND job.state = 'executing'",
-                [STATE_BITS["completed"], [o.job_id for o in outcomes],
-                 [o.at for o in outcomes]])
+            # Parameters in the order of their placeholders: SET, then FROM, then WHERE.
+            cursor.execute(sql, [state, STATE_BITS[state], *shared.values(), *params,
+                                 list(only_from)])
+            return [row[0] for row in cursor.fetchall()]

@@ -1,5 +1,6 @@
 """SQLite: one writer at a time (immediate transactions), no NOTIFY, polling."""
 
+import sqlite3
 from collections.abc import Sequence
 
 from ..models.job import STATE_BITS
@@ -13,15 +14,11 @@ class SQLiteEngine(Engine):
     @property
     def max_query_params(self) -> int:
         """SQLite's compiled-in limit on bind parameters (32766 by default since 3.32)."""
-        import sqlite3
-
         self.connection.ensure_connection()
         return self.connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     def is_busy(self, exc: BaseException) -> bool:
         # Another process holds the write lock for longer than the connection's timeout.
-        import sqlite3
-
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         return getattr(cause, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
                                                             sqlite3.SQLITE_LOCKED)

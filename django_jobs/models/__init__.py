@@ -1,7 +1,8 @@
 from .cron import CronEntry, CronSource
-from .job import FINISHED_STATES, STATE_BITS, Job, JobState, error_entry, unique_key_after
+from .job import (FINISHED_AT, FINISHED_STATES, STATE_BITS, Job, JobChange, JobState, error_entry,
+                  unique_key_after)
 from .peer import Peer
 from .producer import Producer
 
-__all__ = ["FINISHED_STATES", "STATE_BITS", "CronEntry", "CronSource", "Job", "JobState", "Peer",
-           "Producer", "error_entry", "unique_key_after"]
+__all__ = ["FINISHED_AT", "FINISHED_STATES", "STATE_BITS", "CronEntry", "CronSource", "Job",
+           "JobChange", "JobState", "Peer", "Producer", "error_entry", "unique_key_after"]

@@ -1,17 +1,75 @@
-"""Cron entries: the periodic jobs the leader inserts, from settings and managed at run time."""
+"""Cron entries: the periodic jobs the leader inserts, from settings and managed at run time.
+
+The verbs of the data live on the queryset: which entries are ``due`` and their slots,
+``sync_settings`` (mirror ``CRONTAB`` into the table), ``advance`` (remember the last slot
+inserted), and :meth:`CronEntry.job_spec`, the job a slot gets, unique per (entry, slot) in
+every state for ever: offered any number of times, by any number of leaders, a slot is inserted
+once. The cron plugin (:mod:`django_jobs.plugins.cron`), a receiver of ``leader_tick``, calls
+them and inserts the jobs.
+"""
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone as dj_timezone
 
+from ..crontab import CronError, parse, timezone_named
+from ..jsonutil import round_trip
+
 logger = logging.getLogger("django_jobs.cron")
+
+#: Options of a CRONTAB entry besides the job options it passes on.
+ENTRY_OPTIONS = ("args", "timezone", "name", "catch_up")
+#: Job options a cron entry may set (scheduling and uniqueness belong to cron).
+CRON_JOB_OPTIONS = ("queue", "priority", "max_attempts", "tags", "meta")
+#: The longest catch-up window (7 days), in seconds.
+MAX_CATCH_UP = 7 * 86400
+#: Column sizes of the cron table.
+EXPRESSION_MAX_LENGTH = 128
+NAME_MAX_LENGTH = 128
+#: Further checks of an entry that :meth:`CronEntry.clean` runs, added by the layers that know
+#: workers and jobs (the cron plugin adds one that builds the entry's job): callables taking the
+#: entry and raising on what is wrong.
+entry_validators: list[Callable[[CronEntry], None]] = []
+
+#: What makes each slot's job unique: its entry and slot, in every state, for ever.
+SLOT_UNIQUE = {"period": math.inf, "fields": ["meta"], "keys": ["cron_name", "cron_slot"],
+               "states": "all"}
+
+
+def check_entry_fields(expression: Any, args: Any, options: Any, tz: Any,
+                       catch_up: Any) -> None:
+    """Raise ``CronError`` naming what is wrong with an entry's expression, args, option
+    names, time zone or catch-up window (the worker and the job options' values are checked by
+    :func:`django_jobs.plugins.cron.validate_entry`, which builds a job)."""
+    if isinstance(expression, str) and len(expression) > EXPRESSION_MAX_LENGTH:
+        raise CronError(f"cron expression is {len(expression)} characters long; the "
+                        f"limit is {EXPRESSION_MAX_LENGTH}")
+    parse(expression)
+    if not isinstance(args, Mapping):
+        raise CronError(f"cron args must be a dict, not {args!r}")
+    round_trip(dict(args), "cron args")
+    if not isinstance(options, Mapping):
+        raise CronError(f"cron options must be a dict, not {options!r}")
+    for name in options:
+        if name not in CRON_JOB_OPTIONS:
+            close = difflib.get_close_matches(name, [*CRON_JOB_OPTIONS, *ENTRY_OPTIONS], n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            raise CronError(f"unknown cron option {name!r}{hint} (valid: "
+                            f"{', '.join([*ENTRY_OPTIONS, *CRON_JOB_OPTIONS])})")
+    timezone_named(tz)
+    if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not \
+            0 <= catch_up <= MAX_CATCH_UP:
+        raise CronError(f"catch_up must be whole seconds from 0 to {MAX_CATCH_UP} "
+                        f"(7 days), not {catch_up!r}")
 
 
 class CronSource(models.TextChoices):
@@ -46,6 +104,42 @@ class CronEntryQuerySet(models.QuerySet):
                 continue
             if slots:
                 yield entry, slots
+
+    def advance(self, entry: CronEntry, last_slot: datetime.datetime) -> None:
+        """Remember that ``entry``'s jobs are inserted up to ``last_slot``."""
+        self.filter(pk=entry.pk).update(last_slot_at=last_slot)
+
+    def sync_settings(self, specs: Iterable[Mapping[str, Any]]) -> None:
+        """Mirror the entries of ``DJANGO_JOBS["CRONTAB"]`` (as ``parse_crontab`` returns
+        them) into the table: insert new ones, update changed ones (keeping each row's
+        ``paused``), delete settings rows no longer listed. A database entry of the same name
+        wins over a settings one (logged)."""
+        specs = list(specs)
+        for spec in specs:
+            fields = {k: spec[k] for k in ("expression", "worker", "args", "options",
+                                           "timezone", "catch_up")}
+            # Insert-or-nothing first: two leaders for a moment may sync at once.
+            self.bulk_create([CronEntry(name=spec["name"], source=CronSource.SETTINGS,
+                                        **fields)], ignore_conflicts=True)
+            existing = self.filter(name=spec["name"]).first()
+            if existing is None:
+                continue
+            if existing.source == CronSource.SETTINGS:
+                self.filter(pk=existing.pk).update(**fields)
+            else:
+                logger.warning("cron entry %r in CRONTAB is shadowed by a database entry of "
+                               "the same name", spec["name"])
+        self.filter(source=CronSource.SETTINGS).exclude(
+            name__in=[spec["name"] for spec in specs]).delete()
+
+    def rebooting(self) -> Iterator[CronEntry]:
+        """Active ``@reboot`` entries (an unreadable entry is logged and skipped)."""
+        for entry in self.active():
+            try:
+                if entry.expression_obj.reboot:
+                    yield entry
+            except Exception as exc:
+                logger.error("cron entry %r skipped: %s", entry.name, exc)
 
 
 class CronEntry(models.Model):
@@ -96,14 +190,10 @@ class CronEntry(models.Model):
 
     @property
     def expression_obj(self):
-        from ..crontab import parse
-
         return parse(self.expression)
 
     @property
     def tzinfo(self):
-        from ..crontab import timezone_named
-
         return timezone_named(self.timezone)
 
     def next_run(self, after: datetime.datetime | None = None) -> datetime.datetime | None:
@@ -111,12 +201,13 @@ class CronEntry(models.Model):
         return self.expression_obj.next_run(after or dj_timezone.now(), self.tzinfo)
 
     def clean(self) -> None:
-        """Validate the expression, worker, time zone, args and options (admin forms)."""
-        from ..plugins.cron import validate_entry
-
+        """Validate the expression, time zone, args, option names and catch-up window, then
+        run :data:`entry_validators` (the worker and the job options, by building a job)."""
         try:
-            validate_entry(self.expression, self.worker, self.args, self.options,
-                           self.timezone, self.catch_up)
+            check_entry_fields(self.expression, self.args, self.options, self.timezone,
+                               self.catch_up)
+            for validate in entry_validators:
+                validate(self)
         except ValidationError:
             raise
         except Exception as exc:  # every validation error names its problem
@@ -124,3 +215,17 @@ class CronEntry(models.Model):
 
     def job_options(self) -> dict[str, Any]:
         return dict(self.options or {})
+
+    def job_spec(self, slot: datetime.datetime | str) -> tuple[str, dict, dict[str, Any]]:
+        """``(worker, args, options)`` of the job for run time ``slot`` (or a reboot id):
+        ``meta`` names the entry and slot, and ``unique`` makes the job unique per (entry,
+        slot) for ever, so a slot offered twice is inserted once."""
+        options = self.job_options()
+        key = slot if isinstance(slot, str) else slot.isoformat()
+        options["meta"] = {**options.get("meta", {}), "cron": True,
+                           "cron_expr": self.expression, "cron_tz": self.timezone,
+                           "cron_name": self.name, "cron_slot": key}
+        if not isinstance(slot, str):
+            options["scheduled_at"] = slot
+        options["unique"] = SLOT_UNIQUE
+        return self.worker, dict(self.args or {}), options

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -31,6 +32,11 @@ class JobState(models.TextChoices):
 #: States a job never leaves by itself; the pruner deletes these once old enough.
 FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
 
+#: The timestamp column each final state sets.
+FINISHED_AT: dict[str, str] = {JobState.COMPLETED: "completed_at",
+                               JobState.CANCELLED: "cancelled_at",
+                               JobState.DISCARDED: "discarded_at"}
+
 #: One bit per state, for ``Job.unique_states`` (the states in which a unique job holds its slot).
 STATE_BITS: dict[str, int] = {state: 1 << index for index, state in enumerate(JobState.values)}
 
@@ -38,6 +44,20 @@ STATE_BITS: dict[str, int] = {state: 1 << index for index, state in enumerate(Jo
 def _state_bit() -> Case:
     return Case(*(When(state=state, then=Value(bit)) for state, bit in STATE_BITS.items()),
                 default=Value(0))
+
+
+@dataclass(frozen=True, slots=True)
+class JobChange:
+    """One job whose state changed, as :data:`django_jobs.signals.state_changed` reports it:
+    its id, worker path, queue and meta (after the change), the state it left and the state it
+    entered (``None`` when it was deleted)."""
+
+    id: int
+    worker: str
+    queue: str
+    meta: dict[str, Any]
+    old: str
+    new: str | None
 
 
 def error_entry(attempt: int, at: Any, text: str) -> dict[str, Any]:
