@@ -8,9 +8,14 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, SETTING_NAME, jobs_settings
+from .engines import ENGINES
+from .exceptions import ConfigurationError
 from .models.job import QUEUE_MAX_LENGTH
+from .plugins.cron import parse_crontab
+from .registry import aliases, is_worker
 
 
 def _hint(name: str, choices: Any) -> str | None:
@@ -56,6 +61,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     return errors
 
 
+@register(Tags.compatibility)
+def check_aliases(app_configs: Any = None, **kwargs: Any) -> list:
+    """Worker aliases (``aliases = [...]``) must each name one worker, and no alias may be the
+    path of a worker that exists: the job would run on one of two classes."""
+    errors: list = []
+    for alias, claimants in sorted(aliases().items()):
+        if len(claimants) > 1:
+            names = ", ".join(sorted(c.worker_path for c in claimants))
+            errors.append(Error(f"Worker alias {alias!r} is claimed by {names}.",
+                                hint="An alias names the one worker that jobs stored under the "
+                                     "old path run on; remove it from all but one.",
+                                id="django_jobs.E010"))
+        try:
+            existing = import_string(alias)
+        except ImportError:
+            continue
+        if is_worker(existing):
+            errors.append(Error(f"Worker alias {alias!r} of {claimants[0].worker_path} is the "
+                                f"path of an existing worker.",
+                                hint="Jobs stored under that path run on that worker; remove "
+                                     "the alias, or the old class.",
+                                id="django_jobs.E011"))
+    return errors
+
+
 def _check_queues(queues: Any) -> list:
     if not isinstance(queues, dict):
         return [Error(f"{SETTING_NAME}['QUEUES'] must map queue names to limits, "
@@ -77,8 +107,6 @@ def _check_queues(queues: Any) -> list:
 
 def _check_database(alias: str) -> list:
     connection = connections[alias]
-    from .engines import ENGINES
-
     if connection.vendor not in ENGINES:
         return [Error(f"Database {alias!r} is {connection.vendor}; django_jobs supports "
                       f"{' and '.join(sorted(ENGINES))}.", id="django_jobs.E004")]
@@ -112,9 +140,6 @@ def _check_pruner(pruner: Any) -> list:
 
 
 def _check_crontab(crontab: Any) -> list:
-    from .exceptions import ConfigurationError
-    from .plugins.cron import parse_crontab
-
     try:
         parse_crontab(crontab)
     except ConfigurationError as exc:

@@ -26,7 +26,7 @@ import pytest
 def jobs() -> SimpleNamespace:
     """The testing helpers: ``assert_enqueued``, ``assert_not_enqueued``, ``all_enqueued``,
     ``perform_job``, ``drain_queue``, ``with_testing_mode`` and ``ANY``."""
-    from django_jobs import testing
+    from django_jobs import testing  # pytest loads this plugin before Django is set up
 
     return SimpleNamespace(**{name: getattr(testing, name) for name in (
         "ANY", "all_enqueued", "assert_enqueued", "assert_not_enqueued", "drain_queue",
@@ -36,7 +36,7 @@ def jobs() -> SimpleNamespace:
 @pytest.fixture
 def inline_jobs() -> Iterator[None]:
     """Run every job inserted during the test at once, in the test's thread."""
-    from django_jobs.testing import with_testing_mode
+    from django_jobs.testing import with_testing_mode  # loaded before Django is set up
 
     with with_testing_mode("inline"):
         yield
@@ -45,7 +45,7 @@ def inline_jobs() -> Iterator[None]:
 @pytest.fixture
 def manual_jobs() -> Iterator[None]:
     """Insert jobs during the test but run none (assert on them, or drain queues)."""
-    from django_jobs.testing import with_testing_mode
+    from django_jobs.testing import with_testing_mode  # loaded before Django is set up
 
     with with_testing_mode("manual"):
         yield

@@ -1,9 +1,9 @@
 """The cron plugin: which jobs the leader inserts, with a controllable clock.
 
-``Cron(crontab).run(engine, now)`` is what a leader node calls every second; here the tests
-call it with the ``now`` they choose, from one or several plugin instances (several "leaders":
-interleaved, one after another, and at the same time from threads with their own database
-connections), and check that each (entry, slot) has exactly one job.
+The cron plugin's ``run(node, engine, now)`` is what a leading node runs every second (it is a
+receiver of ``leader_tick``); here the tests call it with the ``now`` they choose, for one or
+several leaders (interleaved, one after another, and at the same time from threads with their
+own database connections), and check that each (entry, slot) has exactly one job.
 """
 
 import datetime
@@ -24,9 +24,8 @@ from django.utils import timezone
 from django_jobs import ConfigurationError, signals
 from django_jobs.engines import get_engine
 from django_jobs.models import CronEntry, CronSource, Job, Peer
-from django_jobs.plugins.cron import CLUSTER_MARKER, CLUSTER_TTL, GRACE, Cron
 from django_jobs.crontab import parse
-
+from django_jobs.plugins.cron import CLUSTER_MARKER, CLUSTER_TTL, GRACE, Cron, parse_crontab
 
 from .runtime_workers import RuntimeTestCase, wait_until
 
@@ -48,9 +47,23 @@ def add_entry(name, expression, worker=W, *, created=T0 - SECOND, **fields):
                                     created_at=created, **fields)
 
 
+class Leader:
+    """A leading node as the cron plugin sees it (its CRONTAB), with a plugin of its own."""
+
+    def __init__(self, crontab=()):
+        self.crontab = parse_crontab(list(crontab))
+        self.plugin = Cron()
+
+    def run(self, engine, now):
+        return self.plugin.run(self, engine, now)
+
+    def reboot_jobs(self, engine, now):
+        return self.plugin.reboot_jobs(self, engine, now)
+
+
 def synced(crontab, created=T0 - SECOND):
     """Mirror ``crontab`` into the cron table as a leader does, dated ``created``."""
-    Cron(crontab).sync(get_engine())
+    CronEntry.objects.sync_settings(parse_crontab(crontab))
     CronEntry.objects.filter(source=CronSource.SETTINGS).update(created_at=created)
 
 
@@ -109,7 +122,7 @@ class InsertTests(CronTestCase):
         add_entry("report", "*/5 * * * *", args={"kind": "daily"}, timezone="Europe/Paris",
                   options={"queue": "q", "priority": 4, "max_attempts": 2, "tags": ["t"],
                            "meta": {"team": "ops"}})
-        plugin = Cron()
+        plugin = Leader()
         results = [self.run_at(plugin, now) for now in times(T0, T0 + 10 * MINUTE, 20 * SECOND)]
         self.assertEqual(sum(r["inserted"] for r in results), 3)
         self.assertEqual(results[0], {"inserted": 1})
@@ -131,7 +144,7 @@ class InsertTests(CronTestCase):
 
     def test_worker_options_apply_when_the_entry_sets_none(self):
         add_entry("plain", "@hourly", REPORT)
-        self.run_at(Cron(), T0 + 5 * SECOND)
+        self.run_at(Leader(), T0 + 5 * SECOND)
         job = cron_jobs("plain")[0]
         self.assertEqual((job.queue, job.priority, job.max_attempts, job.tags),
                          ("reports", 3, 7, ["report"]))
@@ -140,7 +153,7 @@ class InsertTests(CronTestCase):
     def test_settings_entries_are_inserted_too(self):
         synced([("*/10 * * * *", W, {"name": "ten", "args": {"n": 1}, "queue": "q"}),
                 ("@hourly", REPORT)])
-        plugin = Cron([("*/10 * * * *", W, {"name": "ten", "args": {"n": 1}, "queue": "q"}),
+        plugin = Leader([("*/10 * * * *", W, {"name": "ten", "args": {"n": 1}, "queue": "q"}),
                        ("@hourly", REPORT)])
         for now in times(T0, T0 + 30 * MINUTE, 30 * SECOND):
             self.run_at(plugin, now)
@@ -151,33 +164,33 @@ class InsertTests(CronTestCase):
 
     def test_running_again_at_the_same_time_inserts_nothing(self):
         add_entry("every", "* * * * *")
-        plugin = Cron()
+        plugin = Leader()
         self.assertEqual(self.run_at(plugin, T0 + 5 * SECOND), {"inserted": 1})
         self.assertEqual(self.run_at(plugin, T0 + 5 * SECOND), {"inserted": 0})
-        self.assertEqual(self.run_at(Cron(), T0 + 6 * SECOND), {"inserted": 0})
+        self.assertEqual(self.run_at(Leader(), T0 + 6 * SECOND), {"inserted": 0})
         # Even with the entry's progress forgotten, the slot's unique key refuses a second job.
         CronEntry.objects.update(last_slot_at=None)
-        self.assertEqual(self.run_at(Cron(), T0 + 7 * SECOND), {"inserted": 0})
+        self.assertEqual(self.run_at(Leader(), T0 + 7 * SECOND), {"inserted": 0})
         self.assertEqual(Job.objects.count(), 1)
 
     def test_a_slot_job_blocks_its_slot_in_every_state(self):
         add_entry("every", "* * * * *")
-        self.run_at(Cron(), T0 + 5 * SECOND)
+        self.run_at(Leader(), T0 + 5 * SECOND)
         for state in ("completed", "discarded", "cancelled"):
             Job.objects.update(state=state)
             CronEntry.objects.update(last_slot_at=None)
-            self.assertEqual(self.run_at(Cron(), T0 + 10 * SECOND), {"inserted": 0})
+            self.assertEqual(self.run_at(Leader(), T0 + 10 * SECOND), {"inserted": 0})
         self.assertEqual(Job.objects.count(), 1)
 
     def test_time_zone_and_daylight_saving_changes(self):
         # 02:30 in Paris: skipped on 2024-03-31, run once on 2024-10-27 (which has two).
         add_entry("spring", "30 2 * * *", timezone="Europe/Paris", catch_up=7 * 86400,
                   created=at(2024, 3, 28))
-        self.run_at(Cron(), at(2024, 4, 2, 12))
+        self.run_at(Leader(), at(2024, 4, 2, 12))
         CronEntry.objects.update(paused=True)
         add_entry("fall", "30 2 * * *", timezone="Europe/Paris", catch_up=7 * 86400,
                   created=at(2024, 10, 25))
-        self.run_at(Cron(), at(2024, 11, 1, 12))  # a week back: from 2024-10-25 12:00
+        self.run_at(Leader(), at(2024, 11, 1, 12))  # a week back: from 2024-10-25 12:00
         self.assertEqual([job.scheduled_at for job in cron_jobs("spring")],
                          [at(2024, 3, 28, 1, 30), at(2024, 3, 29, 1, 30),
                           at(2024, 3, 30, 1, 30), at(2024, 4, 1, 0, 30),
@@ -226,7 +239,7 @@ class LeaderTests(CronTestCase):
                 for name, (expression, tz) in entries.items()}
 
     def test_two_leaders_interleaved_insert_each_slot_once(self):
-        a, b = Cron(self.CRONTAB), Cron(self.CRONTAB)
+        a, b = Leader(self.CRONTAB), Leader(self.CRONTAB)
         end = T0 + 30 * MINUTE
         for now in times(T0, end, 20 * SECOND):
             self.run_at(a, now)
@@ -239,7 +252,7 @@ class LeaderTests(CronTestCase):
         self.assertEachSlotOnce(expected)
 
     def test_leader_killed_between_slots_loses_none(self):
-        a, b = Cron(self.CRONTAB), Cron(self.CRONTAB)
+        a, b = Leader(self.CRONTAB), Leader(self.CRONTAB)
         for now in times(T0 + 5 * SECOND, T0 + 15 * MINUTE + 45 * SECOND, 30 * SECOND):
             self.run_at(a, now)
         # a stops at 12:15:35; b takes over 50 s later (less than the grace), after the
@@ -251,7 +264,7 @@ class LeaderTests(CronTestCase):
         self.assertEachSlotOnce(self.expected(T0 + 29 * MINUTE + 55 * SECOND))
 
     def test_leader_killed_after_inserting_before_recording_progress(self):
-        a, b = Cron(self.CRONTAB), Cron(self.CRONTAB)
+        a, b = Leader(self.CRONTAB), Leader(self.CRONTAB)
         for now in times(T0, T0 + 10 * MINUTE, 30 * SECOND):
             self.run_at(a, now)
         progress = dict(CronEntry.objects.values_list("name", "last_slot_at"))
@@ -265,10 +278,10 @@ class LeaderTests(CronTestCase):
         self.assertEachSlotOnce(self.expected(T0 + 20 * MINUTE))
 
     def test_failed_insert_is_offered_again(self):
-        a, b = Cron(self.CRONTAB), Cron(self.CRONTAB)
+        a, b = Leader(self.CRONTAB), Leader(self.CRONTAB)
         for now in times(T0, T0 + 5 * MINUTE, 30 * SECOND):
             self.run_at(a, now)
-        with mock.patch("django_jobs.insertion.insert_all",
+        with mock.patch("django_jobs.plugins.cron.insert_all",
                         side_effect=OperationalError("connection lost")):
             with self.assertRaises(OperationalError):
                 self.run_at(a, T0 + 6 * MINUTE + 5 * SECOND)
@@ -276,7 +289,7 @@ class LeaderTests(CronTestCase):
         self.assertEachSlotOnce(self.expected(T0 + 6 * MINUTE + 40 * SECOND))
 
     def test_leader_changes_every_few_runs(self):
-        leaders = [Cron(self.CRONTAB) for _ in range(3)]
+        leaders = [Leader(self.CRONTAB) for _ in range(3)]
         for index, now in enumerate(times(T0, T0 + 30 * MINUTE, 25 * SECOND)):
             self.run_at(leaders[(index // 4) % 3], now)
         self.assertEachSlotOnce(self.expected(T0 + 30 * MINUTE))
@@ -285,10 +298,10 @@ class LeaderTests(CronTestCase):
 class CatchUpTests(CronTestCase):
     def run_with_downtime(self, stop, back, until, **fields):
         add_entry("every", "* * * * *", **fields)
-        plugin = Cron()
+        plugin = Leader()
         for now in times(T0, stop, 30 * SECOND):
             self.run_at(plugin, now)
-        plugin = Cron()  # the cluster comes back
+        plugin = Leader()  # the cluster comes back
         for now in times(back, until, 30 * SECOND):
             self.run_at(plugin, now)
         return [job.scheduled_at for job in cron_jobs("every")]
@@ -301,7 +314,7 @@ class CatchUpTests(CronTestCase):
 
     def test_slot_older_than_the_grace_is_skipped(self):
         add_entry("every", "* * * * *")
-        plugin = Cron()
+        plugin = Leader()
         self.run_at(plugin, T0 + 10 * SECOND)
         self.run_at(plugin, T0 + 2 * MINUTE + 30 * SECOND)  # 12:01 is 90 s old
         self.assertEqual([job.scheduled_at for job in cron_jobs("every")],
@@ -321,26 +334,26 @@ class CatchUpTests(CronTestCase):
 
     def test_catch_up_of_a_daily_entry(self):
         add_entry("nightly", "0 3 * * *", catch_up=7 * 86400, created=at(2025, 1, 1))
-        plugin = Cron()
+        plugin = Leader()
         self.run_at(plugin, at(2025, 1, 2, 3, 0, 10))  # the 1st (since creation) and 2nd
         # Down from the 2nd to the 5th: the 3rd, 4th and 5th are caught up, once.
-        self.run_at(Cron(), at(2025, 1, 5, 12))
-        self.run_at(Cron(), at(2025, 1, 5, 12, 0, 30))
+        self.run_at(Leader(), at(2025, 1, 5, 12))
+        self.run_at(Leader(), at(2025, 1, 5, 12, 0, 30))
         self.assertEqual([job.scheduled_at for job in cron_jobs("nightly")],
                          [at(2025, 1, d, 3) for d in (1, 2, 3, 4, 5)])
 
     def test_long_catch_up_inserts_every_missed_slot(self):
         add_entry("every", "* * * * *", catch_up=7 * 86400)
-        self.run_at(Cron(), T0)
+        self.run_at(Leader(), T0)
         back = T0 + 2 * 86400 * SECOND + 30 * SECOND
-        plugin = Cron()
+        plugin = Leader()
         for now in times(back, back + 5 * SECOND, SECOND):
             self.run_at(plugin, now)
         self.assertEqual(len(cron_jobs("every")), 1 + 2 * 24 * 60)
 
     def test_catch_up_is_bounded_at_seven_days(self):
         add_entry("every", "0 * * * *", catch_up=7 * 86400, created=T0 - 30 * 86400 * SECOND)
-        self.run_at(Cron(), T0 + 30 * SECOND)
+        self.run_at(Leader(), T0 + 30 * SECOND)
         slots = [job.scheduled_at for job in cron_jobs("every")]
         self.assertEqual(len(slots), 7 * 24)
         self.assertEqual(slots[0], T0 - 7 * 24 * 3600 * SECOND + 3600 * SECOND)
@@ -349,14 +362,14 @@ class CatchUpTests(CronTestCase):
 class EntryLifecycleTests(CronTestCase):
     def test_paused_entry_inserts_nothing(self):
         add_entry("every", "* * * * *", paused=True, catch_up=3600)
-        plugin = Cron()
+        plugin = Leader()
         for now in times(T0, T0 + 10 * MINUTE, 30 * SECOND):
             self.assertEqual(self.run_at(plugin, now), {"inserted": 0})
         self.assertEqual(Job.objects.count(), 0)
 
     def test_resumed_entry_without_catch_up_starts_from_now(self):
         add_entry("every", "* * * * *")
-        plugin = Cron()
+        plugin = Leader()
         for now in times(T0, T0 + 5 * MINUTE, 30 * SECOND):
             self.run_at(plugin, now)
         CronEntry.objects.update(paused=True)
@@ -376,7 +389,7 @@ class EntryLifecycleTests(CronTestCase):
         base = timezone.now().replace(second=0, microsecond=0) - 20 * MINUTE
         for name in ("by-command", "by-admin"):
             add_entry(name, "* * * * *", catch_up=3600, created=base - SECOND)
-        plugin = Cron()
+        plugin = Leader()
         self.run_at(plugin, base + 10 * SECOND)
         call_command("jobs", "cron", "pause", "by-command", stdout=mock.Mock())
         CronEntry.objects.filter(name="by-admin").update(paused=True)
@@ -401,11 +414,11 @@ class EntryLifecycleTests(CronTestCase):
         # ``paused`` by hand lets catch-up insert the runs skipped while paused.
         add_entry("every", "* * * * *", catch_up=3600, paused=True)
         CronEntry.objects.update(paused=False)
-        self.run_at(Cron(), T0 + 5 * MINUTE + 10 * SECOND)
+        self.run_at(Leader(), T0 + 5 * MINUTE + 10 * SECOND)
         self.assertEqual(len(cron_jobs("every")), 6)
 
     def test_new_entry_does_not_back_fill_before_its_creation(self):
-        plugin = Cron()
+        plugin = Leader()
         for now in times(T0, T0 + 10 * MINUTE, 30 * SECOND):
             self.run_at(plugin, now)
         add_entry("late", "* * * * *", catch_up=3600, created=T0 + 10 * MINUTE + 30 * SECOND)
@@ -415,7 +428,7 @@ class EntryLifecycleTests(CronTestCase):
 
     def test_changed_expression_applies_from_the_last_slot(self):
         entry = add_entry("change", "*/10 * * * *")
-        plugin = Cron()
+        plugin = Leader()
         for now in times(T0, T0 + 10 * MINUTE, 30 * SECOND):
             self.run_at(plugin, now)
         CronEntry.objects.filter(pk=entry.pk).update(expression="*/3 * * * *")
@@ -429,7 +442,7 @@ class EntryLifecycleTests(CronTestCase):
 
     def test_deleted_and_recreated_entry_starts_afresh(self):
         add_entry("again", "* * * * *", catch_up=3600)
-        plugin = Cron()
+        plugin = Leader()
         self.run_at(plugin, T0 + 10 * SECOND)
         CronEntry.objects.filter(name="again").delete()
         add_entry("again", "* * * * *", catch_up=3600, created=T0 + 5 * MINUTE + 30 * SECOND)
@@ -442,7 +455,7 @@ class EntryLifecycleTests(CronTestCase):
         add_entry("gone", "* * * * *", worker="tests.cron_workers.RemovedWorker")
         add_entry("garbled", "61 * * * *")
         with self.assertLogs("django_jobs", "ERROR"):
-            self.run_at(Cron(), T0 + 10 * SECOND)
+            self.run_at(Leader(), T0 + 10 * SECOND)
         self.assertEqual(len(cron_jobs("good")), 1)
 
 
@@ -456,7 +469,7 @@ class RebootTests(CronTestCase):
         return [job for job in Job.objects.all() if job.meta["cron_slot"].startswith("reboot:")]
 
     def test_first_run_of_a_cluster_inserts_reboot_entries_once(self):
-        plugin = Cron()
+        plugin = Leader()
         self.assertEqual(self.run_at(plugin, T0), {"inserted": 1})
         [job] = self.reboot_jobs()
         self.assertEqual((job.worker, job.args, job.queue), (W, {"hello": "world"}, "boot"))
@@ -472,7 +485,7 @@ class RebootTests(CronTestCase):
         self.assertEqual(len(self.reboot_jobs()), 1)
 
     def test_leader_change_is_not_a_cluster_start(self):
-        a, b = Cron(), Cron()
+        a, b = Leader(), Leader()
         for now in times(T0, T0 + 2 * MINUTE, SECOND * 10):
             self.run_at(a, now)
         # a dies; b takes over well within the marker's lifetime.
@@ -481,7 +494,7 @@ class RebootTests(CronTestCase):
         self.assertEqual(len(self.reboot_jobs()), 1)
 
     def test_two_leaders_at_the_first_start_insert_once(self):
-        a, b = Cron(), Cron()
+        a, b = Leader(), Leader()
         self.run_at(a, T0)
         self.run_at(b, T0)
         self.run_at(b, T0 + 20 * SECOND)
@@ -489,13 +502,13 @@ class RebootTests(CronTestCase):
         self.assertEqual(len(self.reboot_jobs()), 1)
 
     def test_cluster_down_longer_than_the_marker_is_a_new_start(self):
-        a = Cron()
+        a = Leader()
         for now in times(T0, T0 + MINUTE, 10 * SECOND):
             self.run_at(a, now)
         marker = Peer.objects.get(name=CLUSTER_MARKER)
         self.assertEqual(marker.expires_at, T0 + MINUTE + CLUSTER_TTL)
         # Nobody runs cron for longer than CLUSTER_TTL: the marker expires.
-        b = Cron()
+        b = Leader()
         restart = marker.expires_at + SECOND
         for now in times(restart, restart + 2 * MINUTE, 10 * SECOND):
             self.run_at(b, now)
@@ -503,12 +516,12 @@ class RebootTests(CronTestCase):
         self.assertEqual(len(jobs), 2)
         self.assertNotEqual(jobs[0].meta["cron_slot"], jobs[1].meta["cron_slot"])
         # A renewed marker is not a start, however many leaders follow.
-        for leader in (Cron(), Cron()):
+        for leader in (Leader(), Leader()):
             self.run_at(leader, restart + 3 * MINUTE)
         self.assertEqual(len(self.reboot_jobs()), 2)
 
     def test_marker_is_renewed_every_ten_seconds(self):
-        a = Cron()
+        a = Leader()
         self.run_at(a, T0)
         self.run_at(a, T0 + 5 * SECOND)
         self.assertEqual(Peer.objects.get(name=CLUSTER_MARKER).expires_at, T0 + CLUSTER_TTL)
@@ -517,7 +530,7 @@ class RebootTests(CronTestCase):
                          T0 + 10 * SECOND + CLUSTER_TTL)
 
     def test_reboot_entries_added_later_wait_for_the_next_start(self):
-        a = Cron()
+        a = Leader()
         self.run_at(a, T0)
         add_entry("boot-later", "@reboot")
         for now in times(T0 + 10 * SECOND, T0 + MINUTE, 10 * SECOND):
@@ -525,16 +538,16 @@ class RebootTests(CronTestCase):
         self.assertEqual([job.meta["cron_name"] for job in self.reboot_jobs()], ["boot"])
 
     def test_settings_reboot_entries_run_on_the_first_start(self):
-        self.run_at(Cron([("@reboot", REPORT, {"name": "warm-cache"})]), T0)
+        self.run_at(Leader([("@reboot", REPORT, {"name": "warm-cache"})]), T0)
         self.assertEqual(sorted(job.meta["cron_name"] for job in self.reboot_jobs()),
                          ["boot", "warm-cache"])
 
     def test_reboot_jobs_survive_a_failed_insert(self):
-        with mock.patch("django_jobs.insertion.insert_all",
+        with mock.patch("django_jobs.plugins.cron.insert_all",
                         side_effect=OperationalError("connection lost")):
             with self.assertRaises(OperationalError):
-                self.run_at(Cron(), T0)
-        self.run_at(Cron(), T0 + 15 * SECOND)
+                self.run_at(Leader(), T0)
+        self.run_at(Leader(), T0 + 15 * SECOND)
         self.assertEqual(len(self.reboot_jobs()), 1)
 
 
@@ -549,7 +562,7 @@ class SyncTests(CronTestCase):
         return {row.name: row for row in CronEntry.objects.all()}
 
     def test_settings_entries_are_added(self):
-        self.run_at(Cron(self.CRONTAB), T0)
+        self.run_at(Leader(self.CRONTAB), T0)
         rows = self.rows()
         self.assertEqual(sorted(rows), ["five", REPORT])
         five = rows["five"]
@@ -560,13 +573,13 @@ class SyncTests(CronTestCase):
         self.assertEqual((rows[REPORT].expression, rows[REPORT].timezone), ("@daily", "UTC"))
 
     def test_changed_entries_are_updated_and_keep_paused(self):
-        self.run_at(Cron(self.CRONTAB), T0)
+        self.run_at(Leader(self.CRONTAB), T0)
         CronEntry.objects.filter(name="five").update(paused=True, last_slot_at=T0)
         before = self.rows()["five"]
         changed = [("*/7  * * * *", REPORT, {"name": "five", "args": {"b": 2},
                                              "priority": 1}),
                    ("@daily", REPORT)]
-        self.run_at(Cron(changed), T0 + MINUTE)
+        self.run_at(Leader(changed), T0 + MINUTE)
         five = self.rows()["five"]
         self.assertEqual((five.expression, five.worker, five.args, five.options, five.timezone,
                           five.catch_up),
@@ -577,38 +590,38 @@ class SyncTests(CronTestCase):
 
     def test_removed_entries_are_deleted_and_database_entries_kept(self):
         add_entry("mine", "@hourly")
-        self.run_at(Cron(self.CRONTAB), T0)
-        self.run_at(Cron(self.CRONTAB[1:]), T0 + MINUTE)
+        self.run_at(Leader(self.CRONTAB), T0)
+        self.run_at(Leader(self.CRONTAB[1:]), T0 + MINUTE)
         self.assertEqual(sorted(self.rows()), ["mine", REPORT])
-        self.run_at(Cron(), T0 + 2 * MINUTE)
+        self.run_at(Leader(), T0 + 2 * MINUTE)
         self.assertEqual(sorted(self.rows()), ["mine"])
 
     def test_database_entry_of_the_same_name_wins(self):
         add_entry("five", "@hourly")
         with self.assertLogs("django_jobs.cron", logging.WARNING) as logs:
-            self.run_at(Cron(self.CRONTAB), T0)
+            self.run_at(Leader(self.CRONTAB), T0)
         self.assertIn("'five' in CRONTAB is shadowed by a database entry", logs.output[0])
         five = self.rows()["five"]
         self.assertEqual((five.expression, five.source), ("@hourly", CronSource.DATABASE))
 
     def test_sync_happens_on_a_plugins_first_run(self):
-        plugin = Cron(self.CRONTAB)
+        plugin = Leader(self.CRONTAB)
         self.run_at(plugin, T0)
         CronEntry.objects.filter(name="five").delete()
         self.run_at(plugin, T0 + MINUTE)
         self.assertNotIn("five", self.rows())  # a running leader does not sync again
-        self.run_at(Cron(self.CRONTAB), T0 + 2 * MINUTE)
+        self.run_at(Leader(self.CRONTAB), T0 + 2 * MINUTE)
         self.assertIn("five", self.rows())     # the next leader does
 
     def test_new_settings_entry_does_not_back_fill(self):
-        self.run_at(Cron(self.CRONTAB), T0 + 12 * MINUTE)
+        self.run_at(Leader(self.CRONTAB), T0 + 12 * MINUTE)
         # created_at is the (real) time of the sync, after T0: nothing before it is due.
         self.assertEqual(Job.objects.count(), 0)
 
     def test_sync_tolerates_a_concurrent_sync(self):
-        Cron(self.CRONTAB).sync(self.engine)  # the other leader's sync
+        CronEntry.objects.sync_settings(parse_crontab(self.CRONTAB))  # the other leader's sync
         with mock.patch.object(type(CronEntry.objects.all()), "first", return_value=None):
-            Cron(self.CRONTAB).sync(self.engine)
+            CronEntry.objects.sync_settings(parse_crontab(self.CRONTAB))
         self.assertEqual(sorted(self.rows()), ["five", REPORT])
 
     def test_long_expression_in_settings_is_refused(self):
@@ -617,7 +630,7 @@ class SyncTests(CronTestCase):
         every_minute = ",".join(str(m) for m in range(60)) + " * * * *"
         self.assertGreater(len(every_minute), 128)
         with self.assertRaises(ConfigurationError) as caught:
-            Cron([(every_minute, W, {"name": "long"})])
+            Leader([(every_minute, W, {"name": "long"})])
         self.assertIn("the limit is 128", str(caught.exception))
         self.assertFalse(CronEntry.objects.filter(name="long").exists())
 
@@ -656,7 +669,7 @@ class ThreadedLeaderTests(TransactionTestCase):
         end = T0 + 30 * MINUTE
 
         def leader(index, barrier):
-            plugin, engine = Cron(crontab), get_engine()
+            plugin, engine = Leader(crontab), get_engine()
             for now in times(T0, end, 30 * SECOND):
                 barrier.wait(timeout=30)
                 plugin.run(engine, now + index * SECOND)
@@ -682,7 +695,7 @@ class ThreadedLeaderTests(TransactionTestCase):
             start = T0 + round_ * MINUTE
 
             def leader(index, barrier, start=start):
-                plugin, engine = Cron(), get_engine()
+                plugin, engine = Leader(), get_engine()
                 barrier.wait(timeout=30)
                 plugin.run(engine, start)
 

@@ -261,15 +261,16 @@ class LeadershipTests(RuntimeTestCase):
         self.assertEqual(Peer.objects.get(name=LEADER_NAME).node, node.lease_holder)
 
     def test_only_the_leader_runs_plugins(self):
-        senders = []
-        receiver = lambda sender, **kw: senders.append(sender)  # noqa: E731
+        runs = []
+        receiver = lambda sender, **kw: runs.append((sender, kw["node"]))  # noqa: E731
         signals.plugin_ran.connect(receiver, weak=False)
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
         leader = self.start_node({"plug": 1}, plugins=True, name="leader")
         follower = self.start_node({"plug": 1}, plugins=True, name="follower")
-        wait_until(lambda: len(senders) >= 4, what="4 plugin runs")
-        self.assertTrue(all(any(s is p for p in leader.plugins) for s in senders))
-        self.assertFalse(any(any(s is p for p in follower.plugins) for s in senders))
+        wait_until(lambda: len(runs) >= 4, what="4 plugin runs")
+        self.assertTrue(all(any(s is p for p in leader.plugins) for s, _ in runs))
+        self.assertEqual({node.name for _, node in runs}, {leader.name})
+        self.assertFalse(follower.is_leader)
 
     def test_stopped_leader_releases_the_lease(self):
         node = self.start_node({"plug": 1}, plugins=True)

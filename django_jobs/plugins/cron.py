@@ -4,6 +4,9 @@ Entries come from ``DJANGO_JOBS["CRONTAB"]`` (mirrored into the cron table by th
 ``source = settings``) and from the cron table itself (``source = database``: the admin and
 ``manage.py jobs cron``).
 
+The leader's cron plugin (a receiver of ``leader_tick``) asks the ``CronEntry`` manager which
+entries are due, builds each slot's job from ``CronEntry.job_spec`` and inserts them.
+
 Exactly once: each job carries ``meta["cron_name"]`` and ``meta["cron_slot"]`` (the run time)
 and is unique on those two keys in every state, for ever. The unique index settles any race
 (two leaders for a moment, a leader change in the middle of a minute): a slot can be offered
@@ -20,31 +23,29 @@ written and each ``@reboot`` entry is inserted once for it.
 from __future__ import annotations
 
 import datetime
-import difflib
 import logging
-import uuid
-from collections.abc import Mapping, Sequence
+import weakref
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from ..build import new_job, resolve_worker
+from ..build import new_job
+from ..crontab import CronError
 from ..exceptions import ConfigurationError, InvalidJobError
-from ..jsonutil import round_trip
+from ..insertion import insert_all
+from ..models import CronEntry, Peer
+from ..models.cron import (CRON_JOB_OPTIONS, ENTRY_OPTIONS, EXPRESSION_MAX_LENGTH,
+                           MAX_CATCH_UP, NAME_MAX_LENGTH, check_entry_fields, entry_validators)
+from ..registry import resolve_worker
 from .base import Plugin
-from ..crontab import CronError, parse, timezone_named
+
+__all__ = ["CLUSTER_MARKER", "CLUSTER_TTL", "CRON_JOB_OPTIONS", "ENTRY_OPTIONS",
+           "EXPRESSION_MAX_LENGTH", "GRACE", "MAX_CATCH_UP", "NAME_MAX_LENGTH", "Cron",
+           "next_runs", "parse_crontab", "validate_entry"]
 
 logger = logging.getLogger("django_jobs.cron")
 
-#: Options of a CRONTAB entry besides the job options it passes on.
-ENTRY_OPTIONS = ("args", "timezone", "name", "catch_up")
-#: Job options a cron entry may set (scheduling and uniqueness belong to cron).
-CRON_JOB_OPTIONS = ("queue", "priority", "max_attempts", "tags", "meta")
-MAX_CATCH_UP = 7 * 86400
-#: Column sizes of the cron table.
-EXPRESSION_MAX_LENGTH = 128
-NAME_MAX_LENGTH = 128
 #: Seconds of lateness allowed to a slot when catch-up is off (covers a leader change).
 GRACE = 60.0
 CLUSTER_MARKER = "django_jobs:cluster"
@@ -53,29 +54,23 @@ CLUSTER_TTL = datetime.timedelta(seconds=60)
 MARKER_RENEWALS_PER_TTL = 6
 
 
-def validate_entry(expression: str, worker: str, args: Any, options: Mapping[str, Any],
+def validate_entry(expression: str, worker: str, args: Any, options: Any,
                    tz: str | None, catch_up: Any) -> None:
-    """Raise InvalidJobError (or CronError) naming what is wrong with a cron entry."""
-    if isinstance(expression, str) and len(expression) > EXPRESSION_MAX_LENGTH:
-        raise InvalidJobError(f"cron expression is {len(expression)} characters long; the "
-                              f"limit is {EXPRESSION_MAX_LENGTH}")
-    parse(expression)
+    """Raise InvalidJobError (or CronError) naming what is wrong with a cron entry: its own
+    fields, its worker, and every job option (a job is built as ``new()`` builds it)."""
+    check_entry_fields(expression, args, options, tz, catch_up)
     resolve_worker(worker)
-    if not isinstance(args, Mapping):
-        raise InvalidJobError(f"cron args must be a dict, not {args!r}")
-    round_trip(dict(args), "cron args")
-    for name in options:
-        if name not in CRON_JOB_OPTIONS:
-            close = difflib.get_close_matches(name, [*CRON_JOB_OPTIONS, *ENTRY_OPTIONS], n=1)
-            hint = f", did you mean {close[0]!r}?" if close else ""
-            raise InvalidJobError(f"unknown cron option {name!r}{hint} (valid: "
-                                  f"{', '.join([*ENTRY_OPTIONS, *CRON_JOB_OPTIONS])})")
-    timezone_named(tz)
-    if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not \
-            0 <= catch_up <= MAX_CATCH_UP:
-        raise InvalidJobError(f"catch_up must be whole seconds from 0 to {MAX_CATCH_UP} "
-                              f"(7 days), not {catch_up!r}")
-    new_job(worker, args, **dict(options))  # every job option checked as new() checks it
+    new_job(worker, args, **dict(options))
+
+
+def _validate_model_entry(entry: CronEntry) -> None:
+    """``CronEntry.clean``'s check of the worker and job options (see entry_validators)."""
+    resolve_worker(entry.worker)
+    new_job(entry.worker, entry.args, **dict(entry.options or {}))
+
+
+if _validate_model_entry not in entry_validators:
+    entry_validators.append(_validate_model_entry)
 
 
 def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
@@ -96,7 +91,7 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
             raise ConfigurationError(f"{where} must be (expression, worker_path) or "
                                      f"(expression, worker_path, options), not {item!r}")
         expression, worker = item[0], item[1]
-        if len(item) == 3 and not isinstance(item[2], Mapping):
+        if len(item) == 3 and not isinstance(item[2], dict):
             raise ConfigurationError(f"{where}: options must be a dict, not {item[2]!r}")
         options = dict(item[2]) if len(item) == 3 else {}
         args = options.pop("args", {})
@@ -121,125 +116,72 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
 
 
 class Cron(Plugin):
-    """Inserts the jobs of due cron entries; runs on the leader every second."""
+    """Inserts the jobs of due cron entries; runs on the leader every second.
+
+    The node gives the entries of its ``CRONTAB`` (``node.crontab``, as ``parse_crontab``
+    returns them); they are mirrored into the cron table at the node's first run as leader.
+    """
 
     name = "cron"
     interval = 1.0
 
-    def __init__(self, crontab: Sequence | None = None) -> None:
-        self.crontab = parse_crontab(crontab or [])
-        self._synced = False
-        self._marker_renewed: datetime.datetime | None = None
+    def __init__(self) -> None:
+        super().__init__()
+        #: Per node: whether its CRONTAB was synced, and when it last renewed the marker.
+        self._synced: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+        self._renewed: weakref.WeakKeyDictionary[Any, datetime.datetime] = \
+            weakref.WeakKeyDictionary()
 
-    def run(self, engine, now: datetime.datetime) -> dict[str, Any]:
-        from ..models import CronEntry
-
-        if not self._synced:
-            self.sync(engine)
-            self._synced = True
-        jobs, advanced = [], []
+    def run(self, node, engine, now: datetime.datetime) -> dict[str, Any]:
         entries = CronEntry.objects.using(engine.alias)
+        if not self._synced.get(node):
+            entries.sync_settings(getattr(node, "crontab", ()))
+            self._synced[node] = True
+        jobs, advanced = [], []
         for entry, slots in entries.due(now, GRACE):
             try:
-                jobs += [self.job_for(entry, slot) for slot in slots]
+                built = []
+                for slot in slots:
+                    worker, args, options = entry.job_spec(slot)
+                    built.append(new_job(worker, args, **options))
             except Exception as exc:  # e.g. its worker was removed: skip it, run the others
                 logger.error("cron entry %r skipped: %s", entry.name, exc)
                 continue
+            jobs += built
             advanced.append((entry, slots[-1]))
         # The reboot marker and the jobs go in one transaction: if the insert fails, the
         # marker is not renewed either and the next run (or leader) tries the reboot again.
         with transaction.atomic(using=engine.alias):
-            jobs += self.reboot_jobs(engine, now)
+            jobs += self.reboot_jobs(node, engine, now)
             inserted = 0
             if jobs:
-                from ..insertion import insert_all
-
                 inserted = sum(1 for job in insert_all(jobs, using=engine.alias)
                                if not job.conflict)
             for entry, last in advanced:
-                entries.filter(pk=entry.pk).update(last_slot_at=last)
+                entries.advance(entry, last)
         return {"inserted": inserted}
 
-    def job_for(self, entry, slot: datetime.datetime | str):
-        """The job of ``entry`` for run time ``slot`` (or a reboot id), unique per slot."""
-        options = entry.job_options()
-        key = slot if isinstance(slot, str) else slot.isoformat()
-        meta = {**options.pop("meta", {}), "cron": True, "cron_expr": entry.expression,
-                "cron_tz": entry.timezone, "cron_name": entry.name, "cron_slot": key}
-        extra = {} if isinstance(slot, str) else {"scheduled_at": slot}
-        return new_job(entry.worker, entry.args, meta=meta, **options, **extra,
-                       unique={"period": "infinity", "fields": ["meta"],
-                               "keys": ["cron_name", "cron_slot"], "states": "all"})
-
-    def sync(self, engine) -> None:
-        """Mirror the settings entries into the cron table (keeping each row's ``paused``)."""
-        from ..models import CronEntry, CronSource
-
-        rows = CronEntry.objects.using(engine.alias)
-        for spec in self.crontab:
-            fields = {k: spec[k] for k in ("expression", "worker", "args", "options",
-                                           "timezone", "catch_up")}
-            # Insert-or-nothing first: two leaders for a moment may sync at once.
-            rows.bulk_create([CronEntry(name=spec["name"], source=CronSource.SETTINGS,
-                                        **fields)], ignore_conflicts=True)
-            existing = rows.filter(name=spec["name"]).first()
-            if existing is None:
-                continue
-            if existing.source == CronSource.SETTINGS:
-                rows.filter(pk=existing.pk).update(**fields)
-            else:
-                logger.warning("cron entry %r in CRONTAB is shadowed by a database entry of "
-                               "the same name", spec["name"])
-        rows.filter(source=CronSource.SETTINGS).exclude(
-            name__in=[spec["name"] for spec in self.crontab]).delete()
-
-    def reboot_jobs(self, engine, now: datetime.datetime) -> list:
+    def reboot_jobs(self, node, engine, now: datetime.datetime) -> list:
         """Jobs of ``@reboot`` entries when this run finds the cluster freshly started."""
-        from ..models import CronEntry
-
-        if (self._marker_renewed is not None
-                and now - self._marker_renewed < CLUSTER_TTL / MARKER_RENEWALS_PER_TTL):
+        renewed = self._renewed.get(node)
+        if renewed is not None and now - renewed < CLUSTER_TTL / MARKER_RENEWALS_PER_TTL:
             return []
-        boot = self.renew_cluster_marker(engine, now)
-        self._marker_renewed = now
+        boot = Peer.objects.using(engine.alias).renew_marker(CLUSTER_MARKER, now, CLUSTER_TTL)
+        self._renewed[node] = now
         if boot is None:
             return []
         jobs = []
-        for entry in CronEntry.objects.using(engine.alias).active():
+        for entry in CronEntry.objects.using(engine.alias).rebooting():
             try:
-                if entry.expression_obj.reboot:
-                    jobs.append(self.job_for(entry, f"reboot:{boot}"))
+                worker, args, options = entry.job_spec(f"reboot:{boot}")
+                jobs.append(new_job(worker, args, **options))
             except Exception as exc:
                 logger.error("cron entry %r skipped: %s", entry.name, exc)
         return jobs
 
-    def renew_cluster_marker(self, engine, now: datetime.datetime) -> str | None:
-        """Extend the cluster marker; return a new boot id when the cluster (re)started."""
-        expires = engine.adapt_datetime(now + CLUSTER_TTL)
-        now_param = engine.adapt_datetime(now)
-        boot = uuid.uuid4().hex
-        with connections[engine.alias].cursor() as cursor:
-            # Renew a live marker; replace (with a new boot id) a missing or expired one.
-            cursor.execute("""
-                INSERT INTO django_jobs_peer (name, node, started_at, expires_at)
-                VALUES (%s, %s, %s, %s)
-                ON CONFLICT (name) DO UPDATE SET
-                    node = CASE WHEN django_jobs_peer.expires_at < %s THEN excluded.node
-                                ELSE django_jobs_peer.node END,
-                    started_at = CASE WHEN django_jobs_peer.expires_at < %s
-                                      THEN excluded.started_at
-                                      ELSE django_jobs_peer.started_at END,
-                    expires_at = excluded.expires_at
-                RETURNING node
-            """, [CLUSTER_MARKER, boot, now_param, expires, now_param, now_param])
-            row = cursor.fetchone()
-        return boot if row and row[0] == boot else None
-
 
 def next_runs(now: datetime.datetime | None = None) -> list[tuple[Any, Any]]:
     """(entry, next run) for every cron entry, for listings."""
-    from ..models import CronEntry
-
     now = now or timezone.now()
     rows = []
     for entry in CronEntry.objects.all():

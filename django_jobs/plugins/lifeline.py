@@ -1,4 +1,5 @@
-"""Lifeline: rescues jobs left ``executing`` by nodes that stopped heartbeating."""
+"""Lifeline: rescues jobs left ``executing`` by nodes that stopped heartbeating for the
+node's ``rescue_after`` seconds."""
 
 from __future__ import annotations
 
@@ -11,12 +12,8 @@ class Lifeline(Plugin):
     name = "lifeline"
     interval = 5.0
 
-    def __init__(self, rescue_after: float) -> None:
-        #: Seconds without a producer heartbeat after which its jobs are orphans.
-        self.rescue_after = rescue_after
-
-    def run(self, engine, now):
-        dead_after = now - datetime.timedelta(seconds=self.rescue_after)
+    def run(self, node, engine, now):
+        dead_after = now - datetime.timedelta(seconds=node.rescue_after)
         result = engine.rescue_orphans(dead_after, now)
         engine.notify(result.pop("queues"))
         return result

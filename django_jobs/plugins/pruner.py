@@ -1,4 +1,5 @@
-"""Pruner: deletes finished jobs older than ``max_age``, one bounded chunk per run."""
+"""Pruner: deletes finished jobs older than the node's ``PRUNER["max_age"]``, one bounded
+chunk (``PRUNER["limit"]`` rows) per run."""
 
 from __future__ import annotations
 
@@ -11,10 +12,6 @@ class Pruner(Plugin):
     name = "pruner"
     interval = 30.0
 
-    def __init__(self, max_age: float, limit: int) -> None:
-        self.max_age = max_age
-        self.limit = limit
-
-    def run(self, engine, now):
-        before = now - datetime.timedelta(seconds=self.max_age)
-        return {"deleted": engine.prune_jobs(before, self.limit)}
+    def run(self, node, engine, now):
+        before = now - datetime.timedelta(seconds=node.pruner["max_age"])
+        return {"deleted": engine.prune_jobs(before, node.pruner["limit"])}

@@ -10,9 +10,10 @@ class Stager(Plugin):
     interval = 0.5
 
     def __init__(self, limit: int = 10_000) -> None:
+        super().__init__()
         self.limit = limit
 
-    def run(self, engine, now):
+    def run(self, node, engine, now):
         queues = engine.stage_jobs(now, self.limit)
         # Wake the producers of those queues on every node (NOTIFY), or in this process.
         engine.notify(queues)

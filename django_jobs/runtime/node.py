@@ -6,8 +6,9 @@ thread and the leadership thread that runs the plugins while this node is leader
 * Heartbeat (every ``HEARTBEAT`` s): refreshes this node's producer rows, applies pause/resume
   and scale decided elsewhere (the rows are the shared state), and stops running jobs that
   were cancelled (``state = 'cancelled'`` in the database).
-* Leadership (every ``LEADER_TICK`` s): takes or renews the lease; while leader, runs each
-  plugin whose interval has passed.
+* Leadership (every ``LEADER_TICK`` s): takes or renews the lease; while leader, sends
+  :data:`~django_jobs.signals.leader_tick`, whose receivers are the plugins (each runs when its
+  interval has passed; see :mod:`django_jobs.plugins.base`).
 * Stop: producers stop fetching; running jobs get ``grace`` seconds; the ones still running are
   interrupted and put back to ``available``; outcomes are written; producer rows and the lease
   are released. Nothing stays ``executing``.
@@ -28,14 +29,12 @@ from django.utils import timezone
 
 from .. import signals
 from ..engines import get_engine
-from ..models import Job, JobState, Producer as ProducerRow
-from ..plugins.cron import Cron
-from ..plugins.lifeline import Lifeline
-from ..plugins.pruner import Pruner
-from ..plugins.stager import Stager
-from .acker import Acker
 from ..execution.executor import put_back
-from ..execution.interrupt import JobTimeout, NodeShutdown
+from ..execution.interrupt import NodeShutdown
+from ..models import Job, JobState, Producer as ProducerRow
+from ..plugins.base import connected_plugins
+from ..plugins.cron import parse_crontab
+from .acker import Acker
 from .producer import Producer
 
 logger = logging.getLogger("django_jobs.node")
@@ -66,17 +65,20 @@ class Node:
                             acker=self.acker, poll_interval=poll_interval)
             for queue, limit in queues.items()
         }
-        pruner = pruner or {}
-        self.plugins = [Stager(), Lifeline(rescue_after),
-                        Pruner(pruner.get("max_age", 7 * 86400), pruner.get("limit", 10_000)),
-                        Cron(crontab or [])] if plugins else []
+        #: Whether this node may lead (and so run the plugins).
+        self.leads = plugins
+        #: What the plugins read from the node that leads: seconds without heartbeat before a
+        #: node's jobs are rescued, pruning age and chunk, and the CRONTAB entries.
+        self.rescue_after = rescue_after
+        self.pruner = {"max_age": 7 * 86400, "limit": 10_000, **(pruner or {})}
+        self.crontab = parse_crontab(crontab or [])
         self.is_leader = False
         #: Who holds the lease: the node name plus this process's id, so that two processes
         #: given the same node name never both lead.
         self.lease_holder = f"{self.name}:{uuid.uuid4().hex[:8]}"
         self.notifier = None
         if self.engine.has_listen_notify:
-            from .notifier import Notifier
+            from .notifier import Notifier  # psycopg: only imported where it is installed
 
             self.notifier = Notifier(self.engine.alias, self._on_insert, self.control)
         self._stopping = threading.Event()
@@ -101,7 +103,7 @@ class Node:
             self.notifier.start()
         self._spawn(self._heartbeat_loop, "heartbeat")
         self._spawn(self._watchdog_loop, "watchdog")
-        if self.plugins:
+        if self.leads:
             self._take_lease()
             self._spawn(self._leader_loop, "leader")
         local_nodes.append(self)
@@ -205,7 +207,7 @@ class Node:
                         continue
                     tick = WATCHDOG_TICK
                     if now >= running.deadline:
-                        running.interrupt(JobTimeout)
+                        running.interrupt(running.deadline_kind)
 
     # -- heartbeat ----------------------------------------------------------------------------
 
@@ -260,8 +262,12 @@ class Node:
             logger.info("node %s %s leader", self.name, "became" if leader else "is no longer")
             signals.leadership_changed.send(self, node=self.name, leader=leader)
 
+    @property
+    def plugins(self) -> list:
+        """The plugins this node runs while it leads (none when it may not lead)."""
+        return connected_plugins() if self.leads else []
+
     def _leader_loop(self) -> None:
-        last_run: dict[str, float] = {}
         last_lease = 0.0
         while not self._stopping.wait(LEADER_TICK):
             try:
@@ -269,27 +275,23 @@ class Node:
                     self._take_lease()
                     last_lease = time.monotonic()
                 if self.is_leader:
-                    self._run_plugins(last_run)
+                    self._lead()
             except Exception:
-                logger.exception("node %s: leadership or plugin run failed; retrying",
-                                 self.name)
+                logger.exception("node %s: leadership failed; retrying", self.name)
                 connections[self.engine.alias].close()
                 last_lease = 0.0
         connections[self.engine.alias].close()
 
-    def _run_plugins(self, last_run: dict[str, float]) -> None:
-        for plugin in self.plugins:
-            if time.monotonic() - last_run.get(plugin.name, 0.0) < plugin.interval:
-                continue
-            started = time.monotonic()
-            result = plugin.run(self.engine, timezone.now())
-            last_run[plugin.name] = time.monotonic()
-            if signals.plugin_ran.receivers:
-                for receiver, response in signals.plugin_ran.send_robust(
-                        plugin, plugin=plugin.name, result=result,
-                        duration=time.monotonic() - started):
-                    if isinstance(response, Exception):
-                        logger.error("plugin_ran receiver %r failed: %r", receiver, response)
-            if any(v for k, v in result.items() if k != "queues"):
-                logger.debug("plugin %s: %s", plugin.name, result)
-
+    def _lead(self) -> None:
+        """One tick of leadership: every receiver of ``leader_tick`` (the plugins) gets it; one
+        that fails is logged and never stops the others."""
+        failed = False
+        for receiver, response in signals.leader_tick.send_robust(
+                self, node=self, engine=self.engine, now=timezone.now()):
+            if isinstance(response, Exception):
+                failed = True
+                logger.error("node %s: leader work %r failed: %r", self.name,
+                             getattr(receiver, "name", receiver), response,
+                             exc_info=(type(response), response, response.__traceback__))
+        if failed:  # a connection left in a failed transaction must not serve the next tick
+            connections[self.engine.alias].close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 
@@ -80,6 +82,15 @@ class Notifier:
             self._conn = None
 
     def stop(self) -> None:
+        """Stop listening at once: the thread waits on the connection's socket for up to a
+        second, so shut that socket down (through a duplicate of its descriptor) to wake it."""
         self._stopping.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError, AttributeError):
+                pass  # already closed: the thread is on its way out
         self._thread.join(3)
 

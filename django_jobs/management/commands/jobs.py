@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
+from django.utils import timezone
 
 from ... import control
-from ...models import Job, JobState, Producer
+from ...build import validate_queue
+from ...exceptions import InvalidJobError
+from ...models import CronEntry, CronSource, Job, JobState, Producer
+from ...plugins.cron import next_runs
 
 
 def queue_name(value: str) -> str:
-    from ...build import validate_queue
-    from ...exceptions import InvalidJobError
-
     try:
         return validate_queue(value)
     except InvalidJobError as exc:
@@ -30,8 +33,6 @@ def positive_int(value: str) -> int:
 
 
 def json_object(value: str) -> dict:
-    import json
-
     try:
         parsed = json.loads(value)
     except ValueError as exc:
@@ -104,11 +105,6 @@ class Command(BaseCommand):
             self._stats(options["watch"])
 
     def _cron(self, options) -> None:
-        from django.core.exceptions import ValidationError
-
-        from ...models import CronEntry, CronSource
-        from ...plugins.cron import next_runs
-
         action = options["cron_action"]
         if action == "list":
             rows = next_runs()
@@ -153,8 +149,6 @@ class Command(BaseCommand):
             CronEntry.objects.filter(pk=entry.pk).update(paused=True)
         else:
             # Runs missed while paused are not caught up: the entry restarts from now.
-            from django.utils import timezone
-
             CronEntry.objects.filter(pk=entry.pk).update(paused=False,
                                                          last_slot_at=timezone.now())
         self.stdout.write(f"cron entry {entry.name}: {action}d")

@@ -6,6 +6,7 @@ Argument parsing only; the runtime lives in :mod:`django_jobs.runtime`.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import signal
@@ -13,10 +14,15 @@ import sys
 import threading
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+from django.utils import timezone
 
+from ... import modes
 from ...build import validate_queue
 from ...conf import jobs_settings
 from ...exceptions import InvalidJobError
+from ...models import Job, JobState
+from ...runtime.node import Node
 
 
 def queue_limit(value: str) -> tuple[str, int]:
@@ -88,10 +94,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, queues=None, node=None, no_plugins=False, grace=None,
                rescue_after=None, stop_when_empty=False, verbosity=1, **options) -> None:
-        from ...runtime.node import Node
-
-        from ... import modes
-
         if modes.current() in modes.MODES:
             raise CommandError(f"testing mode {modes.current()!r} is on (DJANGO_JOBS['TESTING'] "
                                f"or with_testing_mode): queues do not run.")
@@ -137,13 +139,6 @@ class Command(BaseCommand):
 
     @staticmethod
     def _drained(queues) -> bool:
-        import datetime
-
-        from django.db.models import Q
-        from django.utils import timezone
-
-        from ...models import Job, JobState
-
         soon = timezone.now() + datetime.timedelta(seconds=60)
         return not Job.objects.filter(
             Q(state__in=[JobState.AVAILABLE, JobState.EXECUTING])
