@@ -15,7 +15,8 @@ from .engines import ENGINES
 from .exceptions import ConfigurationError
 from .models.job import QUEUE_MAX_LENGTH
 from .plugins.cron import parse_crontab
-from .registry import aliases, is_worker
+from .pro.encrypted import Encrypted, parse_key
+from .registry import aliases, is_worker, workers
 
 
 def _hint(name: str, choices: Any) -> str | None:
@@ -84,6 +85,41 @@ def check_aliases(app_configs: Any = None, **kwargs: Any) -> list:
                                      "the alias, or the old class.",
                                 id="django_jobs.E011"))
     return errors
+
+
+@register(Tags.compatibility)
+def check_encryption(app_configs: Any = None, **kwargs: Any) -> list:
+    """``ENCRYPTION_KEYS`` must be well-formed and distinct (E012), and every encrypted worker
+    must have a key (E013). Messages never show key material."""
+    errors: list = []
+    keys = jobs_settings.ENCRYPTION_KEYS
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, (list, tuple)):
+        errors.append(Error(f"{SETTING_NAME}['ENCRYPTION_KEYS'] must be a list of base64 keys, "
+                            f"not a {type(keys).__name__}.", id="django_jobs.E012"))
+        keys = []
+    parsed = []
+    for index, key in enumerate(keys):
+        try:
+            parsed.append(parse_key(key, f"{SETTING_NAME}['ENCRYPTION_KEYS'][{index}]"))
+        except ConfigurationError as exc:
+            errors.append(Error(f"{exc}.", id="django_jobs.E012", hint=KEY_HINT))
+    if len(set(parsed)) != len(parsed):
+        errors.append(Error(f"{SETTING_NAME}['ENCRYPTION_KEYS'] lists the same key twice.",
+                            hint="Each key once, newest first.", id="django_jobs.E012"))
+    feature = Encrypted()
+    for worker in workers():
+        try:
+            source = feature.setup(worker)
+            if source is not None:
+                source.keys()
+        except ConfigurationError as exc:
+            errors.append(Error(f"Encrypted worker {worker.worker_path}: {exc}.",
+                                hint=KEY_HINT, id="django_jobs.E013"))
+    return errors
+
+
+KEY_HINT = ("Keys are 32 random bytes in base64: python -c \"import base64, os; "
+            "print(base64.b64encode(os.urandom(32)).decode())\"")
 
 
 def _check_queues(queues: Any) -> list:

@@ -59,4 +59,6 @@ TEMPLATES = [{
 }]
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-DJANGO_JOBS = {"QUEUES": {"default": 10, "mailers": 5}}
+#: The key of the encrypted-args tests (bytes 0..31, base64); tests/pro_workers.py has it too.
+JOBS_TEST_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+DJANGO_JOBS = {"QUEUES": {"default": 10, "mailers": 5}, "ENCRYPTION_KEYS": [JOBS_TEST_KEY]}

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from .. import control
 from ..models import Job, JobState
+from ..pro.encrypted import SEALED, is_sealed
 from . import dashboard, filters, queues
 from .paginator import EstimatedCountPaginator
 from .panels import panels_for
@@ -144,6 +145,9 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="args")
     def args_preview(self, job):
+        if is_sealed(job.args):
+            return format_html('<code class="jobs-args">encrypted (key {})</code>',
+                               job.args[SEALED].get("key"))
         text = json.dumps(job.args, ensure_ascii=False, sort_keys=True, default=str)
         return format_html('<code class="jobs-args" title="{}">{}</code>', text,
                            Truncator(text).chars(80))

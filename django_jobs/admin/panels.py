@@ -15,12 +15,17 @@ The template receives the job as ``job`` and the dict as ``panel``.
 from __future__ import annotations
 
 import json
+import pprint
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.urls import reverse
 from django.utils import timezone
+
+from ..pro import terms
+from ..pro.encrypted import SEALED, is_sealed
+from ..pro.recorded import NotRecorded, fetch_recorded
 
 PanelContext = Callable[[Any, Any], "dict[str, Any] | None"]
 
@@ -94,10 +99,28 @@ def _summary(request, job) -> dict[str, Any]:
     return {"node": node, "producer": producer, "ran_for": ran_for, "timings": timings}
 
 
-def _json_panel(field: str) -> PanelContext:
-    def context(request, job):
-        return {"json": pretty_json(getattr(job, field))}
-    return context
+def _args(request, job):
+    if is_sealed(job.args):
+        # Encrypted args: never opened here; the key id is all there is to show.
+        return {"encrypted": True, "key": job.args[SEALED].get("key")}
+    return {"json": pretty_json(job.args)}
+
+
+def _meta(request, job):
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    if meta.get("recorded") and "return" in meta:  # shown decoded in the result panel
+        meta = {**meta, "return": "(the recorded result, below)"}
+    return {"json": pretty_json(meta)}
+
+
+def _result(request, job):
+    try:
+        value = fetch_recorded(job)
+    except NotRecorded:
+        return None
+    except terms.TermError as exc:
+        return {"error": str(exc)}
+    return {"value": pprint.pformat(value, width=100, sort_dicts=True)}
 
 
 def _tags(request, job):
@@ -130,9 +153,11 @@ register_panel("summary", title="Summary", order=10, context=_summary,
                template="admin/django_jobs/panels/summary.html")
 register_panel("errors", title="Errors", order=20, context=_errors,
                template="admin/django_jobs/panels/errors.html")
-register_panel("args", title="Args", order=30, context=_json_panel("args"),
-               template="admin/django_jobs/panels/json.html")
-register_panel("meta", title="Meta", order=40, context=_json_panel("meta"),
+register_panel("args", title="Args", order=30, context=_args,
+               template="admin/django_jobs/panels/args.html")
+register_panel("result", title="Recorded result", order=35, context=_result,
+               template="admin/django_jobs/panels/result.html")
+register_panel("meta", title="Meta", order=40, context=_meta,
                template="admin/django_jobs/panels/json.html")
 register_panel("tags", title="Tags", order=50, context=_tags,
                template="admin/django_jobs/panels/tags.html")

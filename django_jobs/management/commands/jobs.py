@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from ... import control
 from ...build import validate_queue
-from ...exceptions import InvalidJobError
+from ...exceptions import ConfigurationError, InvalidJobError
 from ...models import CronEntry, CronSource, Job, JobState, Producer
 from ...plugins.cron import next_runs
+from ...pro.encrypted import reencrypt_jobs
 
 
 def queue_name(value: str) -> str:
@@ -82,6 +83,10 @@ class Command(BaseCommand):
         p.add_argument("--priority", type=int)
         for name in ("pause", "resume", "delete"):
             cron.add_parser(name, help=f"{name} an entry").add_argument("name")
+        p = sub.add_parser("reencrypt", help="seal every job of an encrypted worker with its "
+                                             "first key (key rotation)")
+        p.add_argument("--batch", type=positive_int, default=500,
+                       help="Jobs locked and rewritten per transaction (default 500).")
         p = sub.add_parser("stats", help="jobs per queue and state, and the running producers")
         p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
                        help="Refresh every SECONDS (default 2) until interrupted.")
@@ -101,6 +106,17 @@ class Command(BaseCommand):
             self.stdout.write(f"{action}: {changed} of {len(options['ids'])} jobs changed")
         elif action == "cron":
             self._cron(options)
+        elif action == "reencrypt":
+            try:
+                counts = reencrypt_jobs(batch=options["batch"])
+            except ConfigurationError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"resealed {counts['resealed']} with the first key, sealed "
+                              f"{counts['sealed']} stored in plain text, "
+                              f"{counts['current']} already current")
+            if counts["failed"]:
+                raise CommandError(f"{counts['failed']} jobs could not be opened (missing key "
+                                   f"or altered row); they were left as they are")
         else:
             self._stats(options["watch"])
 

@@ -1,0 +1,561 @@
+"""Structured args: a worker declares the shape of its args; they are checked when a job is
+built and handed to ``perform`` typed, with attribute access.
+
+::
+
+    from django_jobs import Worker
+    from django_jobs.pro import structured as s
+
+
+    class Office:
+        office_id = s.ID(required=True)
+        floors = s.List(s.Int())
+
+
+    class BusinessWorker(Worker):
+        class Args:
+            id = s.ID(required=True)
+            name = s.Str(required=True)
+            mode = s.Enum(["enabled", "disabled", "paused"], default="enabled")
+            data = s.One(Office, required=True)
+            owners = s.Many(Owner)
+            since = s.Date()
+
+        def perform(self, job):
+            job.args.mode             # "enabled"
+            job.args.data.office_id   # 12
+            job.args.since            # datetime.date(2026, 1, 5)
+
+``BusinessWorker.new({"id": 1, "name": "Acme", "mode": "unknown", "data": {}})`` raises
+Django's ``ValidationError`` naming every bad field with its path, all at once
+(``mode: "unknown" is not one of enabled, disabled, paused``, ``data.office_id: this field is
+required``); unknown keys are refused. What is stored is plain JSON (enums as their values,
+UUIDs, dates and decimals as text, terms as tagged JSON); before ``perform`` it is cast back.
+A stored row that no longer fits the schema (the schema changed after it was enqueued) fails
+that attempt with a clear error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from ..exceptions import ConfigurationError, JobsError
+from ..features import Attempt, Feature
+from ..jsonutil import round_trip
+from . import terms
+
+MISSING: Any = object()
+
+
+class ArgsMismatch(JobsError, ValueError):
+    """A stored job's args no longer fit its worker's schema (it changed after the insert)."""
+
+
+class _Invalid(Exception):
+    """One bad value: the message, without the path (added by the caller)."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+class Field:
+    """A field of an args schema. ``required``: None and "" count as missing; ``default``: the
+    value used when the field is missing (stored with the job)."""
+
+    kind = "value"
+
+    def __init__(self, *, required: bool = False, default: Any = MISSING) -> None:
+        self.required = required
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def dump(self, value: Any) -> Any:
+        """The JSON to store for the given ``value``; raise ``_Invalid``."""
+        raise NotImplementedError
+
+    def load(self, data: Any) -> Any:
+        """The typed value for stored ``data`` (trusted to have been dumped)."""
+        return data
+
+    def describe(self) -> str:
+        return self.kind
+
+
+class ID(Field):
+    """A positive integer id (a numeric string is accepted)."""
+
+    kind = "id"
+
+    def dump(self, value):
+        number = _integer(value)
+        if number < 1:
+            raise _Invalid(f"{_show(value)} is not a valid id (a positive integer)")
+        return number
+
+
+class Int(Field):
+    kind = "integer"
+
+    def dump(self, value):
+        return _integer(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _Invalid(f"{_show(value)} is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise _Invalid(f"{_show(value)} is not an integer")
+
+
+class Str(Field):
+    kind = "string"
+
+    def dump(self, value):
+        if not isinstance(value, str):
+            raise _Invalid(f"{_show(value)} is not a string")
+        return value
+
+
+class Float(Field):
+    kind = "float"
+
+    def dump(self, value):
+        if isinstance(value, bool):
+            raise _Invalid(f"{_show(value)} is not a number")
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else None
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number):
+            raise _Invalid(f"{_show(value)} is not a finite number")
+        return number
+
+
+class Bool(Field):
+    kind = "boolean"
+
+    def dump(self, value):
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        raise _Invalid(f"{_show(value)} is not a boolean")
+
+
+class Dict(Field):
+    """Any JSON object."""
+
+    kind = "object"
+
+    def dump(self, value):
+        if not isinstance(value, Mapping):
+            raise _Invalid(f"{_show(value)} is not a dict")
+        try:
+            return round_trip(dict(value), self.name or "dict")
+        except Exception as exc:
+            raise _Invalid(str(exc)) from None
+
+
+class Enum(Field):
+    """One of ``values``: a list of strings or integers, or a Python ``enum.Enum`` class (the
+    member's value is stored; ``perform`` gets the member)."""
+
+    kind = "enum"
+
+    def __init__(self, values: Iterable[Any] | type[enum.Enum], **options: Any) -> None:
+        if isinstance(values, type) and issubclass(values, enum.Enum):
+            self.enum: type[enum.Enum] | None = values
+            self.values = [member.value for member in values]
+        else:
+            self.enum = None
+            self.values = list(values)
+        if not self.values:
+            raise ConfigurationError("Enum needs at least one value")
+        super().__init__(**options)
+
+    def dump(self, value):
+        if self.enum is not None and isinstance(value, self.enum):
+            return value.value
+        if self.enum is not None and isinstance(value, str) and value in self.enum.__members__:
+            return self.enum[value].value
+        if value in self.values and not isinstance(value, bool):
+            return value
+        raise _Invalid(f"{_show(value)} is not one of "
+                       f"{', '.join(str(v) for v in self.values)}", "invalid_choice")
+
+    def load(self, data):
+        if data not in self.values:
+            raise ArgsMismatch(f"{_show(data)} is not one of "
+                               f"{', '.join(str(v) for v in self.values)}")
+        return self.enum(data) if self.enum is not None else data
+
+
+class UUID(Field):
+    kind = "uuid"
+
+    def dump(self, value):
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            raise _Invalid(f"{_show(value)} is not a UUID") from None
+
+    def load(self, data):
+        return uuid.UUID(data)
+
+
+class DateTime(Field):
+    """A timezone-aware datetime (an ISO 8601 string with an offset is accepted)."""
+
+    kind = "datetime"
+
+    def dump(self, value):
+        if isinstance(value, str):
+            try:
+                value = datetime.datetime.fromisoformat(value)
+            except ValueError:
+                raise _Invalid(f"{_show(value)} is not an ISO 8601 datetime") from None
+        if not isinstance(value, datetime.datetime):
+            raise _Invalid(f"{_show(value)} is not a datetime")
+        if value.tzinfo is None:
+            raise _Invalid(f"{_show(value.isoformat())} has no time zone (use an aware "
+                           f"datetime)")
+        return value.isoformat()
+
+    def load(self, data):
+        return datetime.datetime.fromisoformat(data)
+
+
+class Date(Field):
+    kind = "date"
+
+    def dump(self, value):
+        if isinstance(value, datetime.datetime):
+            raise _Invalid(f"{_show(value)} is a datetime, not a date")
+        if isinstance(value, str):
+            try:
+                value = datetime.date.fromisoformat(value)
+            except ValueError:
+                raise _Invalid(f"{_show(value)} is not an ISO 8601 date") from None
+        if not isinstance(value, datetime.date):
+            raise _Invalid(f"{_show(value)} is not a date")
+        return value.isoformat()
+
+    def load(self, data):
+        return datetime.date.fromisoformat(data)
+
+
+class Decimal(Field):
+    """A decimal number, stored as text so that no digit is lost."""
+
+    kind = "decimal"
+
+    def dump(self, value):
+        if isinstance(value, bool):
+            raise _Invalid(f"{_show(value)} is not a decimal")
+        try:
+            number = decimal.Decimal(str(value)) if isinstance(
+                value, (int, float, str, decimal.Decimal)) else None
+        except decimal.InvalidOperation:
+            number = None
+        if number is None or not number.is_finite():
+            raise _Invalid(f"{_show(value)} is not a finite decimal")
+        return str(number)
+
+    def load(self, data):
+        return decimal.Decimal(data)
+
+
+class Term(Field):
+    """Any value :mod:`django_jobs.pro.terms` can store: JSON values, tuples, sets, bytes,
+    decimals, datetimes... (tagged JSON, never pickle)."""
+
+    kind = "term"
+
+    def dump(self, value):
+        try:
+            return terms.encode(value)
+        except terms.TermError as exc:
+            raise _Invalid(str(exc).removeprefix("value: ")) from None
+
+    def load(self, data):
+        return terms.decode(data)
+
+
+class List(Field):
+    """A list of values of one field type: ``List(Int())``."""
+
+    kind = "list"
+
+    def __init__(self, of: Field, **options: Any) -> None:
+        if not isinstance(of, Field):
+            raise ConfigurationError(f"List needs a field for its items, not {of!r}")
+        self.of = of
+        super().__init__(**options)
+
+    def dump(self, value):
+        raise AssertionError("lists are dumped by the schema, item by item")
+
+    def describe(self) -> str:
+        return f"list of {self.of.describe()}"
+
+
+class One(Field):
+    """A nested object of another schema class: ``One(Address)``."""
+
+    kind = "object"
+
+    def __init__(self, schema: type, **options: Any) -> None:
+        self.schema = Schema.of(schema)
+        super().__init__(**options)
+
+    def dump(self, value):
+        raise AssertionError("nested objects are dumped by the schema")
+
+
+class Many(One):
+    """A list of nested objects of another schema class: ``Many(Line)``."""
+
+    kind = "list of objects"
+
+
+class ArgsObject:
+    """Typed args with attribute access (``job.args.mode``); ``args["mode"]`` works too.
+    Optional fields that were not given read as None."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"args have no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ArgsObject):
+            return self._values == other._values
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        inside = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Args({inside})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The typed values as a dict (nested objects as dicts too)."""
+        return {k: _plain(v) for k, v in self._values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ArgsObject):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Schema:
+    """The fields of a schema class, in definition order (base classes' fields first)."""
+
+    _cache: dict[type, Schema] = {}
+
+    def __init__(self, owner: type, fields: dict[str, Field]) -> None:
+        self.owner = owner
+        self.fields = fields
+
+    @classmethod
+    def of(cls, owner: type) -> Schema:
+        if isinstance(owner, Schema):
+            return owner
+        if not isinstance(owner, type):
+            raise ConfigurationError(f"a schema is a class of fields, not {owner!r}")
+        cached = cls._cache.get(owner)
+        if cached is not None:
+            return cached
+        fields: dict[str, Field] = {}
+        for klass in reversed(owner.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, Field):
+                    fields[name] = value
+        if not fields:
+            raise ConfigurationError(f"schema {owner.__qualname__} declares no fields (give "
+                                     f"it attributes such as id = structured.ID())")
+        for name, field in fields.items():
+            field.name = field.name or name
+            if field.default is not MISSING and field.default not in (None, ""):
+                errors: list[tuple[str, str, str]] = []
+                schema = cls(owner, {name: field})
+                schema._dump_field(field, field.default, name, errors)
+                if errors:
+                    raise ConfigurationError(f"{owner.__qualname__}.{name}: default "
+                                             f"{_show(field.default)}: {errors[0][1]}")
+        schema = cls._cache[owner] = cls(owner, fields)
+        return schema
+
+    # -- built: validate and store --------------------------------------------------------------
+
+    def dump(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON to store for ``args``; raise ``ValidationError`` naming every bad field."""
+        errors: list[tuple[str, str, str]] = []
+        stored = self._dump_object(args, "", errors)
+        if errors:
+            raise ValidationError([ValidationError(f"{path}: {message}", code=code,
+                                                   params={"path": path})
+                                   for path, message, code in errors])
+        return stored
+
+    def _dump_object(self, values: Any, prefix: str, errors: list) -> dict[str, Any]:
+        if not isinstance(values, Mapping):
+            errors.append((prefix or "args", f"{_show(values)} is not an object", "invalid"))
+            return {}
+        stored = {}
+        for key in values:
+            if key not in self.fields:
+                path = f"{prefix}{key}"
+                errors.append((path, f"unknown field (fields: {', '.join(self.fields)})",
+                               "unknown"))
+        for name, field in self.fields.items():
+            path = f"{prefix}{name}"
+            value = values.get(name, MISSING)
+            if value is MISSING or value is None or value == "":
+                if field.default is not MISSING and field.default not in (None, ""):
+                    value = field.default
+                elif field.required:
+                    errors.append((path, "this field is required", "required"))
+                    continue
+                else:
+                    continue
+            dumped = self._dump_field(field, value, path, errors)
+            if dumped is not MISSING:
+                stored[name] = dumped
+        return stored
+
+    def _dump_field(self, field: Field, value: Any, path: str, errors: list) -> Any:
+        if isinstance(field, Many):
+            if not isinstance(value, (list, tuple)):
+                errors.append((path, f"{_show(value)} is not a list", "invalid"))
+                return MISSING
+            return [field.schema._dump_object(item, f"{path}[{i}].", errors)
+                    for i, item in enumerate(value)]
+        if isinstance(field, One):
+            return field.schema._dump_object(value, f"{path}.", errors)
+        if isinstance(field, List):
+            if not isinstance(value, (list, tuple)):
+                errors.append((path, f"{_show(value)} is not a list", "invalid"))
+                return MISSING
+            items = [self._dump_field(field.of, item, f"{path}[{i}]", errors)
+                     for i, item in enumerate(value)]
+            return [item for item in items if item is not MISSING]
+        try:
+            return field.dump(value)
+        except _Invalid as exc:
+            errors.append((path, str(exc), exc.code))
+            return MISSING
+
+    # -- run: cast what was stored ------------------------------------------------------------
+
+    def load(self, stored: Any, prefix: str = "") -> ArgsObject:
+        """Typed args from stored JSON; raise :class:`ArgsMismatch` naming the first field
+        that does not fit."""
+        if not isinstance(stored, Mapping):
+            raise ArgsMismatch(f"{prefix or 'args'}: {_show(stored)} is not an object")
+        unknown = [key for key in stored if key not in self.fields]
+        if unknown:
+            raise ArgsMismatch(f"{prefix}{unknown[0]}: not a field of "
+                               f"{self.owner.__qualname__} (fields: {', '.join(self.fields)})")
+        values = {}
+        for name, field in self.fields.items():
+            path = f"{prefix}{name}"
+            if name not in stored or stored[name] is None:
+                if field.required:
+                    raise ArgsMismatch(f"{path}: this field is required")
+                values[name] = None
+                continue
+            values[name] = self._load_field(field, stored[name], path)
+        return ArgsObject(values)
+
+    def _load_field(self, field: Field, data: Any, path: str) -> Any:
+        if isinstance(field, Many):
+            if not isinstance(data, list):
+                raise ArgsMismatch(f"{path}: {_show(data)} is not a list")
+            return [field.schema.load(item, f"{path}[{i}].") for i, item in enumerate(data)]
+        if isinstance(field, One):
+            return field.schema.load(data, f"{path}.")
+        if isinstance(field, List):
+            if not isinstance(data, list):
+                raise ArgsMismatch(f"{path}: {_show(data)} is not a list")
+            return [self._load_field(field.of, item, f"{path}[{i}]")
+                    for i, item in enumerate(data)]
+        try:
+            # What was stored must dump to itself: a changed type (say, str -> int) shows here.
+            if field.dump(field.load(data)) != data:
+                raise _Invalid(f"{_show(data)} is not a stored {field.describe()}")
+            return field.load(data)
+        except ArgsMismatch as exc:
+            raise ArgsMismatch(f"{path}: {exc}") from None
+        except (_Invalid, ValueError, TypeError, decimal.InvalidOperation) as exc:
+            raise ArgsMismatch(f"{path}: {exc}") from None
+
+
+class Structured(Feature):
+    """The ``Args`` schema of a worker: validated at build, cast before ``perform``."""
+
+    name = "structured"
+
+    def setup(self, worker: type) -> Schema | None:
+        declared = getattr(worker, "Args", None)
+        if declared is None:
+            return None
+        return Schema.of(declared)
+
+    def prepare(self, worker, args, options, config: Schema):
+        return config.dump(args)
+
+    def before(self, attempt: Attempt, config: Schema) -> None:
+        job = attempt.job
+        try:
+            typed = config.load(job.args)
+        except ArgsMismatch as exc:
+            raise ArgsMismatch(f"the stored args of job {job.pk} no longer fit "
+                               f"{config.owner.__qualname__}: {exc}") from None
+        attempt.stored_args = job.args
+        job.args = typed
+
+    def after(self, attempt: Attempt, config: Schema) -> None:
+        stored = getattr(attempt, "stored_args", None)
+        if stored is not None:
+            attempt.job.args = stored  # what the database holds, for signals and the caller
