@@ -27,7 +27,6 @@ from django_jobs.models import Job, Producer as ProducerRow
 from django_jobs.runtime import node as runtime_node
 
 from . import waits
-from .helpers import producer_row, reload, state_of, wait_for_state  # noqa: F401
 
 #: Longest time a blocking fixture job waits for its gate.
 BLOCK_LIMIT = 10.0
@@ -387,6 +386,3 @@ def open_connections_counter():
 
     yield count
 
-
-def live_producer(node_name: str, queue: str, uuid, heartbeat_at) -> ProducerRow:
-    return producer_row(node_name, queue, uuid=uuid, heartbeat_at=heartbeat_at)

@@ -139,29 +139,20 @@ class SurvivalTestCase(RunjobsMixin, TransactionTestCase):
             self.assertEqual(len(reruns), 1, self.report(f"job {job.pk} ran {len(reruns)} "
                                                          f"times after its rescue"))
 
-    def report(self, message: str) -> str:
-        """``message`` with the job counts and the tail of every child's output."""
-        return self.runjobs_report(message)
-
-    def runjobs_report(self, message: str) -> str:
+    def report(self, message: str = "") -> str:
+        """``message``, the job counts, the leader and the tail of every child's output."""
         try:
-            counts = self.states()
+            state = f"jobs: {describe_jobs()}; leader: {self.leader()}"
         except Exception as exc:  # the database itself may be the problem
-            counts = f"(unreadable: {exc!r})"
-        return super().runjobs_report(
-            f"{message}\njob states: {counts}, leader: {self._leader_or_none()}")
+            state = f"(the database is unreadable: {exc!r})"
+        return RunjobsMixin.runjobs_report(self, "\n".join(filter(None, [message, state])))
 
-    def _leader_or_none(self):
-        try:
-            return self.leader()
-        except Exception:
-            return None
+    runjobs_report = report  # the mixin's own failures say as much
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.1) -> None:
         """Poll ``predicate`` until true; fail after ``timeout`` s, naming ``what`` and
-        reporting the job states and the nodes' output."""
-        wait_until(predicate, timeout, what=what, interval=interval,
-                   describe=lambda: self.report(f"jobs: {describe_jobs()}"))
+        reporting the job counts and the nodes' output."""
+        wait_until(predicate, timeout, what=what, interval=interval, describe=self.report)
 
     def all_done(self, total: int) -> bool:
         return Job.objects.filter(state=JobState.COMPLETED).count() == total
