@@ -83,6 +83,10 @@ DJANGO_JOBS = {
     "QUEUES": {"default": 10, "mailers": 20},
     # Finished jobs are kept for three days, then pruned.
     "PRUNER": {"max_age": 3 * 24 * 3600},
+    # Keys for encrypted args (PayoutWorker), newest first: 32 random bytes in base64 each.
+    # The default is for this example only; production reads real keys from the environment.
+    "ENCRYPTION_KEYS": env.list("JOBS_ENCRYPTION_KEYS",
+                                default=["ZXhhbXBsZS1wcm9qZWN0LWtleS1kby1ub3QtdXNlISE="]),
 }
 
 # -- The rest -----------------------------------------------------------------------------

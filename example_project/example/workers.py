@@ -4,13 +4,18 @@ A worker is a class: its options are class attributes, its work is ``perform(job
 the worker's dotted path (``example.workers.WelcomeMailer``), so workers live at module level.
 """
 
+import logging
 import random
+from decimal import Decimal
 
 from django.core.mail import send_mail
 from django.db.models import Count
 
-from django_jobs import Worker
+from django_jobs import Cancel, Worker
 from django_jobs.models import Job
+from django_jobs.pro import structured as s
+
+logger = logging.getLogger("example.workers")
 
 
 class WelcomeMailer(Worker):
@@ -24,6 +29,8 @@ class WelcomeMailer(Worker):
     max_attempts = 3
     tags = ["mail", "welcome"]
     unique = {"period": (10, "minutes"), "keys": ["email"]}
+    # This worker was called WelcomeEmail once: jobs stored under that name still run here.
+    aliases = ["example.workers.WelcomeEmail"]
 
     def perform(self, job):
         name = job.args.get("name") or "there"
@@ -74,3 +81,59 @@ class FlakyWorker(Worker):
 
     def backoff(self, job):
         return 2 * job.attempt  # seconds: quick retries for the demo
+
+
+class Audit:
+    """A hook class: logs the end of every job of the workers that list it."""
+
+    def after_process(self, state, job, result):
+        logger.info("audit: job %s (%s) ended %s", job.pk, job.worker, state)
+
+
+class Line:
+    sku = s.Str(required=True)
+    quantity = s.Int(default=1)
+    price = s.Decimal(required=True)
+
+
+class InvoiceWorker(Worker):
+    """Structured args, a recorded result and hooks together.
+
+    The args are checked when the job is built (``InvoiceWorker.new({"customer_id": 0})``
+    raises a ``ValidationError`` naming each bad field) and reach ``perform`` typed:
+    ``job.args.lines[0].price`` is a ``Decimal``. The total is recorded with the job
+    (``django_jobs.fetch_recorded(job)``), and shown on its admin page.
+    """
+
+    queue = "default"
+    recorded = True
+    hooks = [Audit]
+
+    class Args:
+        customer_id = s.ID(required=True)
+        currency = s.Enum(["EUR", "USD", "GBP"], default="EUR")
+        lines = s.Many(Line, required=True)
+        due = s.Date()
+
+    def before_process(self, job):
+        if not job.args.lines:
+            return Cancel("an invoice needs at least one line")
+
+    def perform(self, job):
+        total = sum((line.price * line.quantity for line in job.args.lines), Decimal("0"))
+        return {"customer_id": job.args.customer_id, "currency": job.args.currency,
+                "total": total}
+
+
+class PayoutWorker(Worker):
+    """Encrypted args: the IBAN is sealed with AES-256-GCM before it is written (keys in
+    ``DJANGO_JOBS["ENCRYPTION_KEYS"]``), opened only for ``perform``; the admin shows the key
+    id, never the args. Unique per payout id, kept in the plain meta."""
+
+    queue = "default"
+    encrypted = True
+    unique = {"fields": ["worker", "meta"], "keys": ["payout_id"], "period": "infinity"}
+
+    def perform(self, job):
+        iban = job.args["iban"]
+        logger.info("paid out %s to an account ending %s", job.args["amount"], iban[-4:])

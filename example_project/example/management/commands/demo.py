@@ -12,14 +12,16 @@ import json
 from collections import Counter
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management import BaseCommand, call_command
 from django.db import connections, transaction
 
 import django_jobs
-from django_jobs import InvalidJobError
+from django_jobs import InvalidJobError, fetch_recorded
 from django_jobs.conf import jobs_settings
 from django_jobs.models import Job, JobState
-from example.workers import FlakyWorker, NewsletterMailer, ReportWorker, WelcomeMailer
+from example.workers import (FlakyWorker, InvoiceWorker, NewsletterMailer, PayoutWorker,
+                             ReportWorker, WelcomeMailer)
 
 #: Jobs of these workers belong to the demo (and are deleted when it starts again).
 DEMO_PREFIX = "example.workers."
@@ -114,6 +116,22 @@ class Command(BaseCommand):
             self.line(f"{'invalid':<11}FlakyWorker.new({{'when': object()}}) -> nothing written:")
             self.line(f"{'':<11}InvalidJobError: {exc}")
 
+        # Structured args are checked against the worker's schema, every field at once.
+        try:
+            InvoiceWorker.new({"customer_id": 0, "currency": "YEN", "lines": [{"sku": "A"}]})
+        except ValidationError as exc:
+            self.line(f"{'invalid':<11}InvoiceWorker.new(...) -> nothing written:")
+            for message in exc.messages:
+                self.line(f"{'':<11}{message}")
+        job = InvoiceWorker.enqueue({"customer_id": 7, "lines": [
+            {"sku": "book", "quantity": 2, "price": "12.50"}, {"sku": "pen", "price": "1.20"}]})
+        self.report("enqueue", "InvoiceWorker", job, "its total is recorded")
+
+        # Encrypted args: the table holds ciphertext only.
+        job = PayoutWorker.enqueue({"iban": "DE89370400440532013000", "amount": "120.00"},
+                                   meta={"payout_id": 1})
+        self.report("enqueue", "PayoutWorker", job, "args encrypted at rest")
+
     def summary(self, title: str) -> None:
         """Print the demo's jobs counted by queue and state, then the jobs themselves."""
         self.heading(title)
@@ -142,6 +160,8 @@ class Command(BaseCommand):
         args = [arg for queue in queues for arg in ("--queue", queue)]
         call_command("runjobs", *args, "--stop-when-empty", "--grace", "5", verbosity=1)
         self.summary("5. The jobs table after runjobs")
+        for job in Job.objects.filter(worker=InvoiceWorker.worker_path, state="completed"):
+            self.line(f"recorded result of invoice job #{job.pk}: {fetch_recorded(job)}")
         self.line("")
         self.line("Run `python example_project/manage.py runjobs` to keep a node running, and")
         self.line("`python example_project/manage.py jobs stats` to watch the counts.")
