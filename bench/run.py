@@ -71,6 +71,7 @@ FETCH_GROWTH_LIMIT = 1.5
 
 TARGETS = {  # (value, higher is better)
     "throughput": (3_000, True),
+    "recorded_ratio": (0.85, True),
     "latency_p50": (5.0, False),
     "latency_p95": (10.0, False),
     "idle_cpu": (2.0, False),
@@ -103,15 +104,17 @@ def analyze() -> None:
 
 # -- throughput ---------------------------------------------------------------------------------
 
-def throughput_once() -> tuple[float, float]:
-    """(jobs/s, CPU µs of this process per job) of one run."""
+def throughput_once(recorded: bool = False) -> tuple[float, float]:
+    """(jobs/s, CPU µs of this process per job) of one run; with ``recorded``, of a worker
+    whose return value is recorded with each completion."""
     import django_jobs
-    from bench.workers import NoopWorker
+    from bench.workers import NoopWorker, RecordedNoopWorker
     from django_jobs.models import Job
     from django_jobs.runtime.node import Node
 
+    worker = RecordedNoopWorker if recorded else NoopWorker
     truncate_jobs()
-    django_jobs.insert_all([NoopWorker.new({"i": i}) for i in range(THROUGHPUT_JOBS)])
+    django_jobs.insert_all([worker.new({"i": i}) for i in range(THROUGHPUT_JOBS)])
     analyze()
     pending = ("SELECT EXISTS (SELECT 1 FROM django_jobs_job WHERE state = 'available' "
                "AND queue = %s) OR EXISTS (SELECT 1 FROM django_jobs_job "
@@ -132,6 +135,8 @@ def throughput_once() -> tuple[float, float]:
     completed = Job.objects.filter(state="completed").count()
     if completed != THROUGHPUT_JOBS:
         raise RuntimeError(f"{completed} of {THROUGHPUT_JOBS} jobs completed")
+    if recorded and Job.objects.filter(meta__recorded=True).count() != THROUGHPUT_JOBS:
+        raise RuntimeError("not every recorded job has its result")
     cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     return THROUGHPUT_JOBS / elapsed, cpu / THROUGHPUT_JOBS * 1e6
 
@@ -317,11 +322,18 @@ def measure(url: str, runs: int, idle_runs: int, big_rows: int | None) -> dict:
     result: dict = {"runs": runs, "idle_runs": idle_runs}
     started = time.perf_counter()
     result["throughput"], result["cpu_per_job"] = [], []
+    result["recorded"], result["recorded_ratio"] = [], []
     for i in range(runs):
         rate, cpu = throughput_once()
         result["throughput"].append(rate)
         result["cpu_per_job"].append(cpu)
         log(f"throughput run {i + 1}: {rate:,.0f} jobs/s, {cpu:.0f} µs CPU per job")
+        # Right after the plain run, so that both see the same machine.
+        recorded_rate, _ = throughput_once(recorded=True)
+        result["recorded"].append(recorded_rate)
+        result["recorded_ratio"].append(recorded_rate / rate)
+        log(f"recorded run {i + 1}: {recorded_rate:,.0f} jobs/s "
+            f"(x{recorded_rate / rate:.2f} of the plain run)")
 
     cross_process = vendor == "postgresql"
     result["latency_mode"] = "separate process" if cross_process else "in-process"
@@ -393,6 +405,8 @@ def report(results: dict[str, dict], runs: int, idle_runs: int) -> None:
             ("throughput", f"throughput, {THROUGHPUT_JOBS:,} jobs, limit {LIMIT} (jobs/s)",
              "{:,.0f}"),
             ("cpu_per_job", "  node process CPU per job (µs; steadier than jobs/s)", "{:.0f}"),
+            ("recorded", "throughput, recorded no-op worker (jobs/s)", "{:,.0f}"),
+            ("recorded_ratio", "  recorded / plain, run by run", "{:.2f}"),
             ("latency_p50", f"latency insert->perform p50 (ms, {r['latency_mode']})", "{:.2f}"),
             ("latency_p95", f"latency insert->perform p95 (ms, {r['latency_mode']})", "{:.2f}"),
             ("idle_cpu", f"idle runjobs, {IDLE_QUEUES} queues x {LIMIT}: CPU (% of a core)",
