@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import unittest
 import uuid
 from contextlib import contextmanager
 from functools import partial
@@ -235,14 +234,7 @@ def skip_if_listen_notify(test):
         test.skipTest(f"{test.engine.vendor}: has LISTEN/NOTIFY (has_listen_notify is True)")
 
 
-def expected_failure_where(condition: bool):
-    """``unittest.expectedFailure`` where ``condition`` holds: a bug of one engine only (the
-    test must keep passing on the others)."""
-    return unittest.expectedFailure if condition else (lambda test: test)
-
-
 #: The engine of this run, for marking a known bug of one engine.
-ON_POSTGRESQL = get_engine().vendor == "postgresql"
 
 
 class EngineMixin:
@@ -572,12 +564,6 @@ class TransitionTests(EngineMixin, TestCase):
                              ("available", at, 0, 4))
             self.assertEqual(row.errors[0]["error"], f"back {row.pk}")
 
-    # BUG (PostgreSQL): PostgreSQLEngine._write_each binds the shared ``values`` of a
-    # transition with ``each`` as raw psycopg parameters (``"col" = %s``), without the JSON
-    # dumping it gives the per-job arrays. A dict (``meta``) fails with "cannot adapt type
-    # 'dict'"; an empty list (``errors: []``) is sent as the array literal '{}' and silently
-    # written as the JSON object {} instead of []. The ORM path (SQLite) writes both right.
-    @expected_failure_where(ON_POSTGRESQL)
     def test_each_with_shared_json_values(self):
         jobs = put(claim(2), "executing", errors=[error_entry(1, ago(5), "old")])
         at = timezone.now()
@@ -924,12 +910,6 @@ class AckTests(EngineMixin, TestCase):
             self.assertEqual([c for c in FINISHED_COLUMNS if getattr(row, c)],
                              [FINISHED_AT[row.state]])
 
-    # BUG (PostgreSQL): an outcome with no ``changes`` in a state without a finished timestamp
-    # (retryable, scheduled, available) makes ack call transition with ``each`` mappings that
-    # name no column; PostgreSQLEngine._write_each then builds ``unnest(...) AS v(id, )``, a
-    # syntax error ("syntax error at or near ')'"), and the whole ack fails. The base
-    # implementation (SQLite) writes the state.
-    @expected_failure_where(ON_POSTGRESQL)
     def test_an_outcome_that_changes_only_the_state(self):
         jobs = claim(2)
         at = timezone.now()

@@ -225,7 +225,8 @@ class PostgreSQLEngine(Engine):
         # primary key.
         names = list(next(iter(each.values()), {}))
         shared = {k: v for k, v in columns.items() if k not in ("state", "unique_key")}
-        if state is None or any(hasattr(v, "resolve_expression") for v in shared.values()):
+        if (state is None or not names
+                or any(hasattr(v, "resolve_expression") for v in shared.values())):
             return super()._write_each(ids, state, only_from, columns, each)
         fields = self.insert_fields_by_name
         arrays, params = ["%s::bigint[]"], [list(ids)]
@@ -237,7 +238,10 @@ class PostgreSQLEngine(Engine):
             else:
                 params.append([each[pk][name] for pk in ids])
         sets = [f'"{name}" = v."{name}"' for name in names]
-        sets += [f'"{name}" = %s' for name in shared]
+        # Shared values are typed by a cast, JSON ones sent as JSON text.
+        sets += [f'"{name}" = %s::{_SQL_TYPES[type(fields[name])]}' for name in shared]
+        shared = {name: dumps(value) if isinstance(fields[name], models.JSONField)
+                  and value is not None else value for name, value in shared.items()}
         sql = (f"UPDATE django_jobs_job AS job SET state = %s, "
                f"unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END, "
                f"{', '.join(sets)} "
