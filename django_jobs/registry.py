@@ -21,8 +21,8 @@ from .models.job import WORKER_MAX_LENGTH
 _lock = threading.Lock()
 #: Every worker class defined so far (weakly: a class defined in a test function may go).
 _workers: weakref.WeakSet[type] = weakref.WeakSet()
-#: Alias path -> the classes that claim it (more than one is a configuration error).
-_aliases: dict[str, list[type]] = {}
+#: Alias path -> the classes that claim it (more than one is a configuration error), weakly.
+_aliases: dict[str, list[weakref.ref]] = {}
 
 
 def register(worker: type) -> None:
@@ -36,10 +36,22 @@ def add_aliases(worker: type, aliases: Iterable[str]) -> None:
     """Record that jobs stored under each of ``aliases`` run on ``worker``."""
     with _lock:
         for alias in aliases:
-            claimants = _aliases.setdefault(alias, [])
             # A class redefined under the same path (a reload) replaces its old self.
-            claimants[:] = [c for c in claimants if c.worker_path != worker.worker_path]
-            claimants.append(worker)
+            claimants = [ref for ref in _aliases.get(alias, [])
+                         if (c := ref()) is not None and c.worker_path != worker.worker_path]
+            claimants.append(weakref.ref(worker))
+            _aliases[alias] = claimants
+    resolve_worker.cache_clear()
+
+
+def forget(worker: type) -> None:
+    """Drop ``worker`` and its aliases (a class whose definition failed)."""
+    with _lock:
+        _workers.discard(worker)
+        for alias in list(_aliases):
+            _aliases[alias] = [ref for ref in _aliases[alias] if ref() is not worker]
+            if not _aliases[alias]:
+                del _aliases[alias]
     resolve_worker.cache_clear()
 
 
@@ -55,13 +67,15 @@ def workers() -> list[type]:
 
 
 def aliases() -> dict[str, list[type]]:
-    """Alias path -> the worker classes that claim it."""
+    """Alias path -> the worker classes (still alive) that claim it."""
     with _lock:
-        return {alias: list(classes) for alias, classes in _aliases.items()}
+        found = {alias: [c for ref in refs if (c := ref()) is not None]
+                 for alias, refs in _aliases.items()}
+    return {alias: classes for alias, classes in found.items() if classes}
 
 
 def _by_alias(path: str) -> type | None:
-    claimants = _aliases.get(path, [])
+    claimants = aliases().get(path, [])
     if len(claimants) > 1:
         names = " and ".join(c.worker_path for c in claimants)
         raise WorkerNotImportable(f"worker {path} is an alias claimed by {names}; an alias "

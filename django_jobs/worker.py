@@ -64,7 +64,11 @@ class Worker:
         cls.worker_path = f"{cls.__module__}.{cls.__qualname__}"
         cls._defaults = class_defaults(cls)
         registry.register(cls)
-        features.pipeline(cls)  # job features read their class options now (errors at import)
+        try:
+            features.pipeline(cls)  # job features read their class options now (errors at import)
+        except Exception:
+            registry.forget(cls)  # a class that failed to define claims nothing
+            raise
 
     # -- building and inserting ------------------------------------------------------------
 

@@ -11,7 +11,6 @@ defines one puts the alias table back as it found it (:func:`isolate_aliases`).
 
 import gc
 import logging
-import unittest
 
 from django.core import checks
 from django.test import TestCase, TransactionTestCase
@@ -177,12 +176,6 @@ class AliasDeclarationTests(TestCase):
         worker = define("Tupled", aliases=("tests.feature_workers.TupledBefore",))
         self.assertEqual(registry.aliases()["tests.feature_workers.TupledBefore"], [worker])
 
-    # BUG: registry._aliases holds the classes that declare aliases strongly (the worker
-    # registry itself is a WeakSet "so that a class defined in a test function may go"), so
-    # a worker class that is gone keeps its aliases for the life of the process: they still
-    # resolve to it, and the system checks still report them (E010 with the next class that
-    # claims one).
-    @unittest.expectedFailure
     def test_the_aliases_of_a_collected_worker_are_forgotten(self):
         define("Ephemeral", aliases=["tests.feature_workers.EphemeralBefore"])
         features.reset_pipelines()
@@ -191,12 +184,6 @@ class AliasDeclarationTests(TestCase):
                          [worker.worker_path for worker in registry.workers()])
         self.assertNotIn("tests.feature_workers.EphemeralBefore", registry.aliases())
 
-    # BUG: the Aliases feature, registered before Hooks, records a class's aliases while the
-    # class is being defined, before the later features have checked it; when Hooks then
-    # refuses the class (bad hooks: ConfigurationError), the refused class keeps claiming its
-    # aliases for good: a job stored under one runs on that refused class, and a corrected
-    # class under another path gets E010 against it.
-    @unittest.expectedFailure
     def test_a_worker_whose_definition_failed_claims_no_alias(self):
         alias = "tests.feature_workers.HalfBefore"
         with self.assertRaisesMessage(ConfigurationError, "hooks must be a list"):

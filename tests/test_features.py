@@ -9,7 +9,6 @@ The run moment is checked three ways in this process (``perform_job``, inline mo
 import gc
 import logging
 import os
-import unittest
 
 from django.test import TestCase, TransactionTestCase
 
@@ -251,11 +250,6 @@ class FeatureRuns(FeatureTestMixin):
 
 
 class PerformJobFeatureTests(PerformJobRuns, FeatureRuns, TestCase):
-    # BUG: perform_job documents that exceptions propagate, and execute(reraise=True) says it
-    # re-raises "an exception from perform (or a feature)"; but an exception raised by a
-    # feature's after() is not re-raised: perform_job returns None as if the job had completed
-    # (execute() only re-raises exceptions from the before steps and perform).
-    @unittest.expectedFailure
     def test_an_exception_in_after_fails_the_attempt(self):
         super().test_an_exception_in_after_fails_the_attempt()
 

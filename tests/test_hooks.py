@@ -9,7 +9,6 @@ the main ones in a real ``runjobs`` child process, whose hooks leave marker jobs
 
 import gc
 import logging
-import unittest
 
 from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase, TestCase, TransactionTestCase
@@ -373,12 +372,6 @@ class HookConfigurationTests(SimpleTestCase):
         self.addCleanup(detach_hook, NoHookMethods)  # in case it was attached after all
         self.assertEqual(hooks_steps(PlainWorker), [])
 
-    # BUG: Worker.__init_subclass__ registers the class in the worker registry before its job
-    # features are set up, so a class whose definition raised ConfigurationError stays in
-    # registry.workers() (until the garbage collector finds it, or for good when it declared
-    # aliases: registry._aliases holds it strongly); register_feature() then sets it up again
-    # and raises that class's ConfigurationError for an unrelated feature.
-    @unittest.expectedFailure
     def test_a_failed_definition_does_not_break_later_registrations(self):
         gc.disable()
         self.addCleanup(gc.enable)

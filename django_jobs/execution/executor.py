@@ -72,7 +72,6 @@ def execute(running: Running, *, reraise: bool = False,
     attempt = Attempt(job, worker)
     pipeline = features.pipeline(worker_class)
     _send(signals.job_started, worker_class, job=job)
-    failure: BaseException | None = None
     try:
         try:
             outcome = _run(running, attempt, pipeline)
@@ -85,7 +84,6 @@ def execute(running: Running, *, reraise: bool = False,
                 return outcome, None
             outcome = _interrupted(attempt, kind, running.timeout)
         except Exception as exc:  # perform or a feature failed: record it, retry or discard
-            failure = exc
             outcome = _error(attempt, exc, "".join(traceback.format_exception(exc)))
         outcome = _after(attempt, outcome, pipeline)
     finally:
@@ -99,9 +97,9 @@ def execute(running: Running, *, reraise: bool = False,
               traceback=attempt.traceback, state=outcome.state,
               duration=time.monotonic() - started)
     _log_and_stop(attempt, outcome, started, worker_class)
-    if reraise and failure is not None:
+    if reraise and isinstance(attempt.error, Exception):  # from perform or a feature
         running.outcome = outcome
-        raise failure
+        raise attempt.error
     return outcome, attempt.result
 
 
