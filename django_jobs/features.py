@@ -13,9 +13,12 @@ database to ``perform``, the way Django's middleware runs from the request to th
   may change the job, or short-circuit ``perform`` with a result), then ``perform``, then
   :meth:`Feature.after` outwards (it sees the outcome and may add to what is written, or fail
   the attempt by raising);
-* **acked**: inside the transaction that changes the state of jobs, the
-  :data:`django_jobs.signals.state_changed` signal is sent with the changes; a feature connects
-  a receiver to it (typically one that calls a model manager method).
+* **written** (inserted and acked): inside the transaction that inserts jobs,
+  :meth:`Feature.inserted` gets the jobs just written; inside the transaction that changes the
+  state of jobs (acks, rescues, cancel, retry, delete...), :meth:`Feature.acked` gets the
+  changes. Both are called only with jobs of workers whose pipeline has the feature, so
+  workers that use no such feature pay nothing for them. (Project code that wants every
+  change connects to the :data:`django_jobs.signals.state_changed` signal instead.)
 
 ``runjobs``, inline mode, ``perform_job`` and ``drain_queue`` all run this pipeline.
 """
@@ -113,7 +116,19 @@ class Feature:
     def after(self, attempt: Attempt, config: Any) -> None:
         """Run, after ``perform`` or a short-circuit: read ``attempt.state`` and
         ``attempt.result``; add to what is written with ``attempt.write_meta``. An exception
-        turns the attempt into a failure (retried, or discarded when out of attempts)."""
+        turns the attempt into a failure (retried, or discarded when out of attempts). Called
+        for every feature of the pipeline, even when one further out short-circuited."""
+
+    def inserted(self, jobs: list[Any], using: str) -> None:
+        """Written, inside the transaction that inserted ``jobs`` (those of this feature's
+        workers that were written, not duplicates found by ``unique``), after the rows: write
+        related rows through model managers or the engine. An exception rolls the insert
+        back."""
+
+    def acked(self, changes: list[Any], using: str) -> None:
+        """Written, inside the transaction that changed the state of jobs, after the rows:
+        ``changes`` are the :class:`~django_jobs.models.JobChange` records of this feature's
+        workers' jobs. An exception rolls the change back (the acker writes it again later)."""
 
 
 #: A worker's pipeline: (feature, its configuration for the worker), database side first.
@@ -122,6 +137,38 @@ Pipeline = tuple[tuple[Feature, Any], ...]
 _lock = threading.RLock()
 _features: list[Feature] = []
 _pipelines: dict[type, Pipeline] = {}
+#: Per worker class: the features of its pipeline that implement inserted / acked.
+_writers: dict[tuple[type, str], tuple[Feature, ...]] = {}
+
+
+def _implements(feature: Feature, method: str) -> bool:
+    return getattr(type(feature), method) is not getattr(Feature, method)
+
+
+def writers(worker: type, method: str) -> tuple[Feature, ...]:
+    """The features of ``worker``'s pipeline implementing ``method`` (``"inserted"`` or
+    ``"acked"``), in pipeline order."""
+    key = (worker, method)
+    found = _writers.get(key)
+    if found is None:
+        found = _writers[key] = tuple(f for f, _ in pipeline(worker) if _implements(f, method))
+    return found
+
+
+#: Whether any registered feature implements inserted / acked (else nothing to look up).
+_any_writers: dict[str, bool] = {"inserted": False, "acked": False}
+
+
+def any_writers(method: str) -> bool:
+    """Whether a registered feature implements ``method`` at all."""
+    return _any_writers[method]
+
+
+def _registry_changed() -> None:
+    _pipelines.clear()
+    _writers.clear()
+    for method in _any_writers:
+        _any_writers[method] = any(_implements(f, method) for f in _features)
 
 
 def register_feature(feature: Feature) -> Feature:
@@ -131,7 +178,7 @@ def register_feature(feature: Feature) -> Feature:
         if any(existing is feature for existing in _features):
             return feature
         _features.append(feature)
-        _pipelines.clear()
+        _registry_changed()
         for worker in registry.workers():
             pipeline(worker)
     return feature
@@ -141,7 +188,7 @@ def unregister_feature(feature: Feature) -> None:
     """Remove ``feature`` from every pipeline (tests)."""
     with _lock:
         _features[:] = [f for f in _features if f is not feature]
-        _pipelines.clear()
+        _registry_changed()
 
 
 def reset_pipelines() -> None:
@@ -149,6 +196,7 @@ def reset_pipelines() -> None:
     configuration changed, such as global hooks, calls this)."""
     with _lock:
         _pipelines.clear()
+        _writers.clear()
 
 
 def registered_features() -> tuple[Feature, ...]:

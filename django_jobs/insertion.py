@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from . import modes
+from . import features, modes
 from .registry import resolve_worker
 from .engines import Engine, get_engine
 from .engines.base import FRESH_JOB
@@ -71,7 +71,8 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     lookers = [job for job in jobs if job.unique_key is not None
                and not job.unique_states & STATE_BITS[job.state]]
     results = {id(job): job for job in jobs}
-    if len(jobs) == 1 and plain:
+    watchers = _inserted_watchers(jobs)
+    if len(jobs) == 1 and plain and not watchers:
         engine.insert_jobs(plain)  # one statement, atomic by itself
         return plain
     with transaction.atomic(using=engine.alias):
@@ -91,7 +92,25 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
                     job.unique_key = None  # it never holds the slot (see unique_key_after)
                     to_insert.append(job)
             engine.insert_jobs(to_insert)
+        # The written moment of insert: features get the jobs they asked for (not duplicates
+        # found instead), inside this transaction.
+        for feature, watched in watchers.items():
+            written = [job for job in watched if results[id(job)] is job and job.pk is not None]
+            if written:
+                feature.inserted(written, engine.alias)
     return [results[id(job)] for job in jobs]
+
+
+def _inserted_watchers(jobs: list[Job]) -> dict:
+    """Job feature -> the jobs of ``jobs`` whose worker's pipeline has it and that implement
+    ``inserted`` (empty, at the cost of one flag, when no registered feature does)."""
+    if not features.any_writers("inserted"):
+        return {}
+    watchers: dict = {}
+    for job in jobs:
+        for feature in features.writers(resolve_worker(job.worker), "inserted"):
+            watchers.setdefault(feature, []).append(job)
+    return watchers
 
 
 def _duplicate_holder(engine: Engine, job: Job, now) -> Job | None:

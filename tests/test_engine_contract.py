@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from functools import partial
@@ -35,7 +37,7 @@ from django_jobs.models import (FINISHED_AT, STATE_BITS, Job, JobChange, JobStat
                                 Producer, error_entry)
 
 from .helpers import count_statements, producer_row, reload
-from .waits import TIMEOUT, in_thread, join_all, race
+from .waits import TIMEOUT, in_thread, join_all, race, wait_event
 from .workers import NoopWorker
 
 #: The queue most tests put their jobs in.
@@ -271,7 +273,14 @@ class CapabilityTests(EngineMixin, TestCase):
             def fetch_statement(self, queue, limit, now, attempted_by, ids=None):
                 return "SELECT 1", []
 
-        engine = WithFetch(DEFAULT_DB_ALIAS)
+        with self.assertRaises(TypeError):  # serialize() is the other thing to provide
+            WithFetch(DEFAULT_DB_ALIAS)
+
+        class Complete(WithFetch):
+            def serialize(self, keys):
+                return None
+
+        engine = Complete(DEFAULT_DB_ALIAS)
         # The capabilities default to the least an engine can do.
         self.assertFalse(engine.has_listen_notify)
         self.assertIsNone(engine.announce({"action": "pause"}))
@@ -493,6 +502,43 @@ class ConcurrentFetchTests(EngineMixin, TransactionTestCase):
         winners = [f"node-{i}" for i, leads in enumerate(won) if leads]
         self.assertEqual(len(winners), 1, won)
         self.assertEqual(Peer.objects.get(name="contract-race").node, winners[0])
+
+
+class SerializeTests(EngineMixin, TransactionTestCase):
+    def test_a_second_transaction_on_the_same_key_waits_for_the_first_to_end(self):
+        engine = self.engine
+        held, order = threading.Event(), []
+
+        def first():
+            try:
+                with transaction.atomic():
+                    engine.serialize(["chain:a"])
+                    order.append("first has it")
+                    held.set()
+                    time.sleep(0.3)  # the other one must wait out this
+                    order.append("first ends")
+            finally:
+                connections.close_all()
+
+        def second():
+            try:
+                wait_event(held, what="the first transaction to take the key")
+                with transaction.atomic():
+                    engine.serialize(["chain:b", "chain:a"])
+                    order.append("second has it")
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (first, second)]
+        for thread in threads:
+            thread.start()
+        join_all(threads, what="the two transactions")
+        self.assertEqual(order, ["first has it", "first ends", "second has it"])
+
+    def test_no_keys_takes_nothing(self):
+        with count_statements() as statements, transaction.atomic():
+            self.engine.serialize([])
+        self.assertFalse([s for s in statements if "lock" in s.lower() or "UPDATE" in s])
 
 
 # == transition: the door ======================================================================

@@ -21,7 +21,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import nullcontext
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import connections, transaction
 from django.db.models import Case, JSONField, QuerySet, Value, When
@@ -29,11 +29,13 @@ from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from .. import signals
+from .. import features, signals
+from ..exceptions import WorkerNotImportable
 from ..execution.outcome import Outcome
 from ..jsonutil import dumps
 from ..models import (FINISHED_AT, FINISHED_STATES, Job, JobChange, JobState, Peer, Producer,
                       error_entry, unique_key_after)
+from ..registry import resolve_worker
 from .wakeup import wake_local
 
 if TYPE_CHECKING:
@@ -56,6 +58,15 @@ FRESH_JOB = {
 WRITE_CHUNK = 500
 
 
+class Row(NamedTuple):
+    """What the door needs of a job it was given as ``known``: a lighter ``Job``."""
+
+    worker: str
+    queue: str
+    meta: dict
+    state: str
+
+
 class Engine(abc.ABC):
     """Database operations on the jobs tables of one database alias.
 
@@ -69,6 +80,9 @@ class Engine(abc.ABC):
       producer rows on their next heartbeat;
     * ``max_query_params``: the most bind parameters one statement may carry (inserts are
       chunked by it).
+
+    And :meth:`serialize`, which each engine implements with what its database has (advisory
+    locks on PostgreSQL, the single writer on SQLite).
 
     Everything else has a shared implementation here that an engine may override with faster
     SQL, keeping the documented behaviour (the contract suite checks both engines alike).
@@ -170,6 +184,13 @@ class Engine(abc.ABC):
     #: Placeholder for a JSON parameter in raw SQL.
     json_placeholder = "%s"
 
+    @abc.abstractmethod
+    def serialize(self, keys: Collection[str]) -> None:
+        """Serialise the rest of the caller's transaction with every other transaction that
+        serialises on one of ``keys``, until commit or rollback (a per-chain lock, say). Must
+        be called inside a transaction; keys are taken in sorted order, so two callers never
+        wait on each other in a cycle."""
+
     # -- fetching -----------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -257,26 +278,41 @@ class Engine(abc.ABC):
         ``values`` are columns set on every job (values or ORM expressions); ``each`` maps job
         ids to columns set on that job alone (every mapping with the same columns), written in
         one statement per :data:`WRITE_CHUNK` jobs. ``known`` maps ids to the jobs as the
-        caller holds them (their ``worker``, ``queue`` and ``meta``), which saves reading the
-        rows back for the signal.
+        caller holds them (their ``worker``, ``queue``, ``meta`` and ``state``), which saves
+        reading the rows back.
 
         The door keeps what goes with a state: ``unique_key`` is kept only while the new state
         is one of the job's unique states; a final state sets its timestamp
         (``completed_at``, ``cancelled_at``, ``discarded_at``: now unless given), and any other
-        state clears all three. When :data:`~django_jobs.signals.state_changed` has receivers,
-        the rows are locked and read first and the signal is sent with the changes inside the
-        same transaction, so that receivers write related rows atomically with the change; an
-        exception from a receiver rolls the change back.
+        state clears all three. When someone watches the changes — receivers of
+        :data:`~django_jobs.signals.state_changed`, or job features implementing ``acked`` for
+        the workers of these jobs — the rows are locked and read first (unless ``known``), and
+        the changes are handed over inside the same transaction, so that they write related
+        rows atomically with the change; an exception from them rolls the change back.
         """
         columns = dict(values or {})
         if state is not None:
             columns.update(self._state_columns(state, columns, each))
-        listening = signals.state_changed.has_listeners()
+        watched = self._watched(known)
         if each is not None:
-            return self._transition_each(state, only_from, columns, each, known, listening)
+            return self._transition_each(state, only_from, columns, each, known, watched)
         target = self._target(jobs).filter(state__in=list(only_from))
-        if not listening:
+        if not watched:
             return self._write(target, state, columns)
+        if known is not None and not isinstance(jobs, QuerySet) and all(
+                pk in known for pk in jobs):
+            with transaction.atomic(using=self.alias):
+                # The caller holds the rows: lock and write them, then hand over the ones
+                # that changed (still in only_from).
+                if state is None:
+                    changed = list(target.select_for_update().values_list("id", flat=True))
+                    self._write(self.jobs.filter(pk__in=changed), None, columns)
+                else:
+                    changed = self._returning_ids(target, columns)
+                new_meta = columns.get("meta")
+                self._hand_over([_change(pk, known[pk], _old_state(known[pk], only_from), state,
+                                         new_meta) for pk in sorted(changed)])
+            return len(changed)
         with transaction.atomic(using=self.alias):
             rows = list(target.select_for_update().order_by("id")
                         .values_list("id", "worker", "queue", "meta", "state"))
@@ -285,10 +321,44 @@ class Engine(abc.ABC):
             count = self._write(self.jobs.filter(pk__in=[row[0] for row in rows],
                                                  state__in=list(only_from)), state, columns)
             new_meta = columns.get("meta")
-            self._send_changes([
+            self._hand_over([
                 JobChange(pk, worker, queue, new_meta if isinstance(new_meta, dict) else meta,
                           old, state) for pk, worker, queue, meta, old in rows])
         return count
+
+    def _watched(self, known: Mapping[int, Any] | None) -> bool:
+        """Whether a change of these jobs must be handed over (see :meth:`transition`)."""
+        if signals.state_changed.has_listeners():
+            return True
+        if not features.any_writers("acked"):
+            return False
+        if known is None:
+            return True
+        return any(self._acking(job.worker) for job in known.values())
+
+    @staticmethod
+    def _acking(path: str) -> tuple:
+        """The job features that take the acked moment for jobs of worker ``path``."""
+        try:
+            return features.writers(resolve_worker(path), "acked")
+        except WorkerNotImportable:
+            return ()
+
+    def _hand_over(self, changes: list[JobChange]) -> None:
+        """The changes to the ``state_changed`` receivers and the features that watch them,
+        inside the transaction. ``send()``, not ``send_robust()``: a failure rolls the change
+        back with it."""
+        if not changes:
+            return
+        if signals.state_changed.has_listeners():
+            signals.state_changed.send(Job, changes=changes, using=self.alias)
+        if features.any_writers("acked"):
+            by_feature: dict[Any, list[JobChange]] = {}
+            for change in changes:
+                for feature in self._acking(change.worker):
+                    by_feature.setdefault(feature, []).append(change)
+            for feature, subset in by_feature.items():
+                feature.acked(subset, self.alias)
 
     def _target(self, jobs: QuerySet | Collection[int]) -> QuerySet:
         if isinstance(jobs, QuerySet):
@@ -318,26 +388,27 @@ class Engine(abc.ABC):
 
     def _transition_each(self, state: str | None, only_from: Collection[str],
                          columns: dict[str, Any], each: Mapping[int, Mapping[str, Any]],
-                         known: Mapping[int, Any] | None, listening: bool) -> int:
+                         known: Mapping[int, Any] | None, watched: bool) -> int:
         ids = list(each)
         if not ids:
             return 0
         chunks = [ids[i:i + WRITE_CHUNK] for i in range(0, len(ids), WRITE_CHUNK)]
-        if not listening:
+        if not watched:
             # Each statement only touches jobs still in only_from, so a run that fails half-way
             # can be written again; a transaction only saves commits when there are several.
             with transaction.atomic(using=self.alias) if len(chunks) > 1 else nullcontext():
                 return sum(len(self._write_each(chunk, state, only_from, columns, each))
                            for chunk in chunks)
         with transaction.atomic(using=self.alias):
-            if known is not None and len(only_from) == 1 and all(pk in known for pk in ids):
-                # The caller holds the jobs and their one possible old state: the statement's
-                # RETURNING says which of them changed.
-                (old,) = only_from
+            if known is not None and all(pk in known for pk in ids) and (
+                    len(only_from) == 1 or all(getattr(known[pk], "state", None) in only_from
+                                               for pk in ids)):
+                # The caller holds the jobs and their old state: the statement's RETURNING
+                # says which of them changed.
                 changed = [pk for chunk in chunks
                            for pk in self._write_each(chunk, state, only_from, columns, each)]
-                changes = [_change(pk, known[pk], old, state, each[pk].get("meta"))
-                           for pk in changed]
+                changes = [_change(pk, known[pk], _old_state(known[pk], only_from), state,
+                                   each[pk].get("meta")) for pk in changed]
             else:
                 rows = list(self.jobs.filter(pk__in=ids, state__in=list(only_from))
                             .select_for_update().order_by("id")
@@ -348,7 +419,7 @@ class Engine(abc.ABC):
                                      columns, each)
                 changes = [JobChange(pk, worker, queue, each[pk].get("meta", meta), old, state)
                            for pk, worker, queue, meta, old in rows]
-            self._send_changes(changes)
+            self._hand_over(changes)
         return len(changes)
 
     def _write_each(self, ids: Sequence[int], state: str | None, only_from: Collection[str],
@@ -379,11 +450,6 @@ class Engine(abc.ABC):
         with self.connection.cursor() as cursor:
             cursor.execute(f"{sql} RETURNING {self.connection.ops.quote_name('id')}", params)
             return [row[0] for row in cursor.fetchall()]
-
-    def _send_changes(self, changes: list[JobChange]) -> None:
-        if changes:
-            # send(), not send_robust(): a failing receiver must roll the change back with it.
-            signals.state_changed.send(Job, changes=changes, using=self.alias)
 
     # -- acks -----------------------------------------------------------------------------------
 
@@ -418,14 +484,16 @@ class Engine(abc.ABC):
         index); return the queues that got jobs, to wake their producers."""
         due = list(self.jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
                                     scheduled_at__lte=now)
-                   .order_by("scheduled_at", "id").values_list("id", "queue")[:limit])
+                   .order_by("scheduled_at", "id")
+                   .values_list("id", "worker", "queue", "meta", "state")[:limit])
         if not due:
             return []
         # The door filters on the states again: a job cancelled between the two statements
         # stays cancelled.
-        self.transition([pk for pk, _ in due], JobState.AVAILABLE,
-                        only_from=(JobState.SCHEDULED, JobState.RETRYABLE))
-        return sorted({queue for _, queue in due})
+        self.transition([row[0] for row in due], JobState.AVAILABLE,
+                        only_from=(JobState.SCHEDULED, JobState.RETRYABLE),
+                        known={row[0]: Row(*row[1:]) for row in due})
+        return sorted({row[2] for row in due})
 
     def prune_jobs(self, before, limit: int) -> int:
         """Delete up to ``limit`` finished jobs that finished before ``before``.
@@ -434,13 +502,15 @@ class Engine(abc.ABC):
         states) and deletes by id, so each pass is one bounded chunk.
         """
         # Oldest first, in the prune index's own order (not the model's "-id").
-        ids = list(self.jobs.alias(finished=Coalesce("completed_at", "cancelled_at",
-                                                     "discarded_at"))
-                   .filter(state__in=FINISHED_STATES, finished__lt=before)
-                   .order_by("finished").values_list("id", flat=True)[:limit])
-        if not ids:
+        rows = list(self.jobs.alias(finished=Coalesce("completed_at", "cancelled_at",
+                                                      "discarded_at"))
+                    .filter(state__in=FINISHED_STATES, finished__lt=before)
+                    .order_by("finished").values_list("id", "worker", "queue", "meta",
+                                                      "state")[:limit])
+        if not rows:
             return 0
-        return self.transition(ids, None, only_from=FINISHED_STATES)
+        return self.transition([row[0] for row in rows], None, only_from=FINISHED_STATES,
+                               known={row[0]: Row(*row[1:]) for row in rows})
 
     def rescue_orphans(self, dead_after, now) -> dict:
         """Put back jobs left ``executing`` by producers that stopped heartbeating.
@@ -457,7 +527,7 @@ class Engine(abc.ABC):
         # Executing jobs number at most the sum of all queue limits (executing index), so the
         # producer test is done here, the same way on every engine.
         executing = list(self.jobs.filter(state=JobState.EXECUTING).only(
-            "id", "worker", "queue", "meta", "attempt", "max_attempts", "errors",
+            "id", "state", "worker", "queue", "meta", "attempt", "max_attempts", "errors",
             "attempted_by"))
         live = {str(u) for u in Producer.objects.using(self.alias)
                 .filter(heartbeat_at__gte=dead_after).values_list("uuid", flat=True)}
@@ -530,6 +600,11 @@ class Engine(abc.ABC):
         Engines without LISTEN/NOTIFY leave it to the nodes' heartbeat, which reads the same
         state from the database within a second."""
         return None
+
+
+def _old_state(job: Any, only_from: Collection[str]) -> str:
+    state = getattr(job, "state", None)
+    return state if state in only_from else next(iter(only_from))
 
 
 def _change(pk: int, job: Any, old: str, new: str | None, meta: Any) -> JobChange:

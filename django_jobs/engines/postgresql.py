@@ -143,6 +143,24 @@ class PostgreSQLEngine(Engine):
 
     json_placeholder = "%s::jsonb"
 
+    #: First key of the two-key advisory locks of serialize(): django_jobs's own lock space,
+    #: apart from a project's single-key advisory locks.
+    lock_space = 0x646A6F62  # "djob"
+
+    def serialize(self, keys) -> None:
+        # Transaction-level advisory locks, released at commit or rollback; one statement takes
+        # them all, in sorted order (no two callers wait on each other in a cycle). The second
+        # key is the 32-bit hash of each key: two keys may share a lock, which only serialises
+        # a little more than needed.
+        if not keys:
+            return
+        self.connection.ensure_connection()
+        with self.connection.wrap_database_errors, \
+                psycopg.Cursor(self.connection.connection) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, h) FROM (SELECT DISTINCT "
+                           "hashtext(k) AS h FROM unnest(%s::text[]) AS k) AS keys ORDER BY h",
+                           [self.lock_space, sorted(set(keys))])
+
     def estimate_rows(self, queryset) -> int | None:
         # EXPLAIN gives the planner's row estimate (from pg_class.reltuples and the column
         # statistics) without reading the rows, unlike COUNT(*).
