@@ -27,17 +27,24 @@ CLASS_OPTIONS = ("queue", "priority", "max_attempts", "tags", "unique", "replace
 JOB_OPTIONS = (*CLASS_OPTIONS, "meta", "schedule_in", "scheduled_at")
 
 
-def check_options(options: Mapping[str, Any]) -> None:
-    """Reject option names that neither ``new()`` nor a registered job feature knows,
-    suggesting the closest valid one."""
+def check_options(options: Mapping[str, Any], pipeline: features.Pipeline = (),
+                  worker: str = "") -> None:
+    """Reject option names that neither ``new()`` nor a job feature of the worker's
+    ``pipeline`` knows, suggesting the closest valid one. The option of a feature the worker
+    does not use is refused, naming the feature."""
     extra = None
     for name in options:
         if name in JOB_OPTIONS:
             continue
         if extra is None:
-            extra = features.feature_options()
+            extra = tuple(dict.fromkeys(n for f, _ in pipeline for n in f.options))
         if name in extra:
             continue
+        for feature in features.registered_features():
+            if name in feature.options:
+                raise UnknownOptionError(
+                    f"job option {name!r} belongs to the {feature.name} feature, which "
+                    f"{worker or 'this worker'} does not use (set its class option first)")
         valid = (*JOB_OPTIONS, *extra)
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f", did you mean {close[0]!r}?" if close else ""
@@ -161,7 +168,7 @@ def build_job(cls: type, args: Mapping[str, Any] | None,
         options = dict(options)
         for feature, config in reversed(pipeline):
             args = feature.prepare(cls, args, options, config)
-    check_options(options)
+    check_options(options, pipeline, cls.worker_path)
     merged = {**cls._defaults, **options}
     if not isinstance(args, Mapping):
         raise InvalidJobError(f"args must be a dict, not {type(args).__name__}")

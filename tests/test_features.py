@@ -107,7 +107,7 @@ class FeatureRuns(FeatureTestMixin):
     def test_setup_returning_none_means_no_other_method_is_called(self):
         feature = self.register(Recorder("only", options=("only_option",)))
         self.assertIn(OtherFeatureWorker, feature.setups, "set up at registration")
-        ran = self.run_job(OtherFeatureWorker, {"value": 1}, only_option=True)
+        ran = self.run_job(OtherFeatureWorker, {"value": 1})
         self.assertEqual(ran.state, "complete")
         self.assertEqual(methods("only"), [("worker", "perform")])
         self.assertEqual(feature.setups.count(OtherFeatureWorker), 1, "set up once per class")
@@ -231,9 +231,11 @@ class FeatureRuns(FeatureTestMixin):
         self.assertEqual(ran.state, "complete")
         [(_who, _args, _priority, meta)] = calls.of("perform")
         self.assertEqual(meta, {"stamp": 3})
-        # Accepted for every worker, even one the feature does not apply to.
-        self.assertEqual(self.run_job(OtherFeatureWorker, {"value": 2}, stamp=4).state,
-                         "complete")
+        # Refused for a worker the feature does not apply to, naming the feature.
+        with self.assertRaisesMessage(UnknownOptionError, "job option 'stamp' belongs to the "
+                                      "stamper feature, which tests.feature_workers."
+                                      "OtherFeatureWorker does not use"):
+            self.submit_job(OtherFeatureWorker, {"value": 2}, stamp=4)
         with self.assertRaisesMessage(UnknownOptionError,
                                       "unknown job option 'stmp', did you mean 'stamp'?"):
             self.submit_job(FeatureWorker, {}, stmp=3)
@@ -314,7 +316,8 @@ class FeatureRegistrationTests(FeatureTestMixin, TestCase):
         feature = self.register(Recorder("optional", options=("deadline",)))
         self.assertEqual(FeatureWorker.new({}, deadline=60).worker, WORKER)
         unregister_feature(feature)
-        with self.assertRaisesMessage(UnknownOptionError, "unknown job option 'deadline'"):
+        with self.assertRaisesMessage(UnknownOptionError, "job option 'deadline' belongs to "
+                                      "the deadline feature"):
             FeatureWorker.new({}, deadline=60)
 
     def test_a_worker_defined_later_is_set_up_at_definition(self):

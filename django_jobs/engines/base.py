@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import connections, transaction
-from django.db.models import Case, JSONField, QuerySet, Value, When
+from django.db.models import Case, F, JSONField, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -277,7 +277,8 @@ class Engine(abc.ABC):
         on its way) never overwrites it, and writing the same change twice changes nothing.
         ``values`` are columns set on every job (values or ORM expressions); ``each`` maps job
         ids to columns set on that job alone (every mapping with the same columns), written in
-        one statement per :data:`WRITE_CHUNK` jobs. ``known`` maps ids to the jobs as the
+        one statement per :data:`WRITE_CHUNK` jobs; there, None for a column that cannot be
+        NULL (``meta``, say) keeps the job's value. ``known`` maps ids to the jobs as the
         caller holds them (their ``worker``, ``queue``, ``meta`` and ``state``), which saves
         reading the rows back.
 
@@ -417,7 +418,7 @@ class Engine(abc.ABC):
                 for start in range(0, len(locked), WRITE_CHUNK):
                     self._write_each(locked[start:start + WRITE_CHUNK], state, only_from,
                                      columns, each)
-                changes = [JobChange(pk, worker, queue, each[pk].get("meta", meta), old, state)
+                changes = [JobChange(pk, worker, queue, each[pk].get("meta") or meta, old, state)
                            for pk, worker, queue, meta, old in rows]
             self._hand_over(changes)
         return len(changes)
@@ -434,8 +435,10 @@ class Engine(abc.ABC):
         per_job = {}
         for name in next(iter(each.values()), {}):
             field = Job._meta.get_field(name)
+            # None in a column that cannot be NULL keeps the job's own value (the default).
             per_job[name] = Case(*(When(pk=pk, then=Value(each[pk][name], output_field=field))
-                                   for pk in ids), output_field=field)
+                                   for pk in ids if each[pk][name] is not None or field.null),
+                                 default=None if field.null else F(name), output_field=field)
         return self._returning_ids(target, {**columns, **per_job})
 
     def _returning_ids(self, target: QuerySet, columns: Mapping[str, Any]) -> list[int]:
@@ -457,12 +460,15 @@ class Engine(abc.ABC):
         """Write the outcomes of finished attempts, through :meth:`transition`.
 
         Outcomes are grouped by new state and changed columns; each group is one statement per
-        :data:`WRITE_CHUNK` jobs, the common case (completed jobs, their only change perhaps
-        their meta) included. Every statement only touches jobs still ``executing``: a job
-        cancelled meanwhile keeps its state, and writing the same outcome twice changes nothing.
+        :data:`WRITE_CHUNK` jobs. Completed jobs are one group even when only some of them
+        change their meta (a recorded result): the others keep theirs.
+        Every statement only touches jobs still ``executing``: a job cancelled meanwhile keeps
+        its state, and writing the same outcome twice changes nothing.
         """
         if not outcomes:
             return
+        if any(o.state == JobState.COMPLETED and o.changes for o in outcomes):
+            outcomes = [_with_meta(o) for o in outcomes]
         groups: dict[tuple[str, tuple[str, ...]], list[Outcome]] = {}
         for outcome in outcomes:
             groups.setdefault((outcome.state, tuple(sorted(outcome.changes))), []).append(outcome)
@@ -600,6 +606,15 @@ class Engine(abc.ABC):
         Engines without LISTEN/NOTIFY leave it to the nodes' heartbeat, which reads the same
         state from the database within a second."""
         return None
+
+
+def _with_meta(outcome: Outcome) -> Outcome:
+    """A completion without changes, as one whose meta is None, which the door reads as "keep
+    the job's meta" (so that it joins the statement of the completions that record a
+    result)."""
+    if outcome.state != JobState.COMPLETED or outcome.changes:
+        return outcome
+    return Outcome(outcome.job_id, outcome.state, outcome.at, {"meta": None}, outcome.job)
 
 
 def _old_state(job: Any, only_from: Collection[str]) -> str:

@@ -251,11 +251,14 @@ class PostgreSQLEngine(Engine):
         for name in names:
             field = fields[name]
             arrays.append(f"%s::{_SQL_TYPES[type(field)]}[]")
-            if isinstance(field, models.JSONField):
-                params.append([dumps(each[pk][name]) for pk in ids])
+            if isinstance(field, models.JSONField):  # None stays NULL (not JSON null)
+                params.append([None if each[pk][name] is None else dumps(each[pk][name])
+                               for pk in ids])
             else:
                 params.append([each[pk][name] for pk in ids])
-        sets = [f'"{name}" = v."{name}"' for name in names]
+        # None for a column that cannot be NULL keeps the job's own value.
+        sets = [f'"{name}" = v."{name}"' if fields[name].null
+                else f'"{name}" = COALESCE(v."{name}", job."{name}")' for name in names]
         # Shared values are typed by a cast, JSON ones sent as JSON text.
         sets += [f'"{name}" = %s::{_SQL_TYPES[type(fields[name])]}' for name in shared]
         shared = {name: dumps(value) if isinstance(fields[name], models.JSONField)

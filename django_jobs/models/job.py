@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact, In
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
@@ -79,6 +80,65 @@ def unique_key_after(state: str) -> Case:
                 output_field=models.CharField(max_length=64, null=True))
 
 
+#: States of a chain's head: the one job of a chain that is neither waiting nor finished.
+CHAIN_ACTIVE = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING, JobState.RETRYABLE)
+
+
+class JobQuerySet(models.QuerySet):
+    """The verbs of the jobs table that features build on (chains here); state changes go
+    through ``Engine.transition``, never through these."""
+
+    def chained(self) -> JobQuerySet:
+        """Jobs that belong to a chain, with their chain id as ``chain``."""
+        return self.filter(meta__has_key="chain_id").annotate(chain=KT("meta__chain_id"))
+
+    def in_chains(self, chains) -> JobQuerySet:
+        # The plain IN lookup, not the JSON key one (which would read the values as JSON):
+        # the same expression as the chain indexes.
+        return self.chained().filter(In(KT("meta__chain_id"), list(chains)))
+
+    def in_chain(self, chain: str) -> JobQuerySet:
+        return self.chained().filter(Exact(KT("meta__chain_id"), chain))
+
+    def chain_heads(self, chains) -> list[dict[str, Any]]:
+        """For each of ``chains`` that has no active job (available, scheduled, executing,
+        retryable): its first waiting (suspended) job, and the state of the job before it in
+        the chain (None when there is none). Two statements whatever the number of chains,
+        through the chain indexes."""
+        chains = list(chains)
+        if not chains:
+            return []
+        active = self.chained().filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
+        firsts = (self.in_chains(chains).filter(state=JobState.SUSPENDED)
+                  .filter(~Exists(active)).values("chain").annotate(first=Min("id"))
+                  .values_list("first", flat=True))
+        before = (self.chained().filter(chain=OuterRef("chain"), id__lt=OuterRef("id"))
+                  .order_by("-id").values("state")[:1])
+        return list(self.chained().filter(pk__in=list(firsts))
+                    .annotate(previous=Subquery(before))
+                    .values("id", "chain", "worker", "queue", "meta", "scheduled_at",
+                            "previous"))
+
+    def chain_has_active(self, chain: str, *, besides: int) -> bool:
+        """Whether ``chain`` has an active job other than job ``besides``."""
+        return self.in_chain(chain).filter(state__in=CHAIN_ACTIVE).exclude(pk=besides).exists()
+
+    def waiting_chains(self, limit: int = 1000) -> list[str]:
+        """Chains with waiting jobs and no active one (the leader's repair sweep)."""
+        active = self.chained().filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
+        return list(self.chained().filter(state=JobState.SUSPENDED).filter(~Exists(active))
+                    .order_by().values_list("chain", flat=True).distinct()[:limit])
+
+    def chain_neighbours(self, job: Job) -> tuple[Job | None, Job | None]:
+        """The jobs before and after ``job`` in its chain (None where there is none)."""
+        chain = (job.meta or {}).get("chain_id")
+        if not chain:
+            return None, None
+        jobs = self.in_chain(chain)
+        return (jobs.filter(id__lt=job.pk).order_by("-id").first(),
+                jobs.filter(id__gt=job.pk).order_by("id").first())
+
+
 class Job(models.Model):
     """A unit of work for a worker, with its whole history.
 
@@ -124,6 +184,8 @@ class Job(models.Model):
         editable=False,
     )
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         db_table = "django_jobs_job"
         ordering = ["-id"]
@@ -156,6 +218,16 @@ class Job(models.Model):
             # Chains: the previous link of a chain, in insertion order.
             models.Index(KT("meta__chain_id"), "id",
                          condition=Q(meta__has_key="chain_id"), name="django_jobs_chain"),
+            # Chains: the first waiting job of a chain (released when its turn comes).
+            models.Index(KT("meta__chain_id"), "id",
+                         condition=Q(meta__has_key="chain_id", state=JobState.SUSPENDED),
+                         name="django_jobs_chain_waiting"),
+            # Chains: whether a chain has an active job (its head).
+            models.Index(KT("meta__chain_id"),
+                         condition=Q(meta__has_key="chain_id",
+                                     state__in=[JobState.AVAILABLE, JobState.SCHEDULED,
+                                                JobState.EXECUTING, JobState.RETRYABLE]),
+                         name="django_jobs_chain_active"),
             # Admin browser and stats: jobs by state and queue.
             models.Index(fields=["state", "queue"], name="django_jobs_state_queue"),
         ]
@@ -164,6 +236,12 @@ class Job(models.Model):
             models.UniqueConstraint(fields=["unique_slot"],
                                     condition=Q(unique_slot__isnull=False),
                                     name="django_jobs_unique_slot"),
+            # Chains: never two running jobs of one chain (a backstop; the chain feature
+            # releases one job at a time under a per-chain lock).
+            models.UniqueConstraint(KT("meta__chain_id"),
+                                    condition=Q(meta__has_key="chain_id",
+                                                state=JobState.EXECUTING),
+                                    name="django_jobs_chain_running"),
             models.CheckConstraint(condition=Q(attempt__gte=0, attempt__lte=F("max_attempts")),
                                    name="django_jobs_attempt_range"),
             models.CheckConstraint(condition=Q(max_attempts__gte=1),

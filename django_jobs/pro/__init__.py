@@ -5,7 +5,10 @@ each. They are registered when the app is ready, in pipeline order: database sid
 from __future__ import annotations
 
 from ..features import register_feature
+from ..plugins.base import connected_plugins
 from .aliases import Aliases
+from .chain import Chain, ChainSweep
+from .deadline import Deadline
 from .encrypted import Encrypted
 from .hooks import Hooks, attach_hook, detach_hook
 from .recorded import Recorded, fetch_recorded
@@ -16,12 +19,17 @@ def register_builtin_features() -> None:
     """Register the built-in job features (once; a later call changes nothing)."""
     for feature in FEATURES:
         register_feature(feature)
+    if not any(p.name == ChainSweep.name for p in connected_plugins()):
+        ChainSweep().connect()
 
 
-#: The built-in features, in pipeline order (database side first): encryption seals last at
-#: build and opens first at run, the schema casts the opened args, hooks see typed args and
-#: the final state, and the recorded result is settled before the hooks see it.
-FEATURES = (Aliases(), Encrypted(), Structured(), Hooks(), Recorded())
+#: The built-in features, in pipeline order (database side first): a job past its deadline is
+#: cancelled before anything is opened; encryption seals last at build and opens first at run;
+#: the chain id is taken from the args the schema normalised, before they are sealed; the
+#: schema casts the opened args; hooks see typed args and the final state; the recorded result
+#: is settled before the hooks see it.
+FEATURES = (Aliases(), Deadline(), Encrypted(), Chain(), Structured(), Hooks(), Recorded())
 
-__all__ = ["FEATURES", "Aliases", "Encrypted", "Hooks", "Recorded", "Structured", "attach_hook",
-           "detach_hook", "fetch_recorded", "register_builtin_features"]
+__all__ = ["FEATURES", "Aliases", "Chain", "ChainSweep", "Deadline", "Encrypted", "Hooks",
+           "Recorded", "Structured", "attach_hook", "detach_hook", "fetch_recorded",
+           "register_builtin_features"]

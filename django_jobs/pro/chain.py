@@ -1,0 +1,234 @@
+"""Chains: jobs of one chain run strictly one at a time, in insertion order.
+
+::
+
+    class WebhookWorker(Worker):
+        chain = {"by": {"args": "account_id"}}   # one chain per account
+
+        def perform(self, job):
+            deliver(job.args["account_id"], job.args["event"])
+
+``by`` names the partition: ``"worker"`` (the default: every job of the worker is one chain),
+``{"args": key or [keys]}``, ``{"meta": key or [keys]}``, or a list combining ``"worker"`` with
+such dicts. ``on_discarded`` and ``on_cancelled`` say what a discarded or cancelled job does
+to the rest of its chain: ``"ignore"`` (the default: the next job runs) or ``"hold"`` (the rest
+waits until that job is retried to completion, or deleted).
+
+How: a chained job is inserted ``suspended`` (a state the fetch never looks at) with its chain
+id in ``meta["chain_id"]``. In the same transaction (:meth:`Chain.inserted`), under a lock on
+the chain (``Engine.serialize``), the chain's first waiting job is released if the chain has
+no active job and the job before it finished the right way. When a job of a chain finishes
+(:meth:`Chain.acked`, in the transaction that writes its outcome), the next one is released
+the same way, so a successor never waits for a poll. A job retried while another job of its
+chain is active waits its turn again (suspended). The leader's ``ChainSweep`` plugin repairs a
+chain whose release was lost (a predecessor deleted behind django_jobs's back, say), and a
+unique index refuses two running jobs of one chain as a backstop.
+
+Order is the order of ids: the order in which inserts drew them (one ``insert_all`` keeps its
+list's order; concurrent inserts into one chain are ordered by the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import features
+from ..engines import get_engine
+from ..engines.base import Row
+from ..exceptions import ConfigurationError
+from ..features import Feature
+from ..jsonutil import dumps
+from ..models.job import CHAIN_ACTIVE, FINISHED_STATES, Job, JobChange, JobState
+from ..plugins.base import Plugin
+from ..registry import resolve_worker
+
+logger = logging.getLogger("django_jobs.chain")
+
+POLICIES = ("ignore", "hold")
+OPTIONS = ("by", "on_discarded", "on_cancelled")
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """A worker's validated ``chain`` option."""
+
+    #: ("worker",), ("args", keys) and ("meta", keys) parts, in order.
+    by: tuple[tuple, ...]
+    on_discarded: str = "ignore"
+    on_cancelled: str = "ignore"
+
+    def chain_id(self, worker: str, args: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+        """32 hex digits of the SHA-256 of the partition's values."""
+        parts = []
+        for part in self.by:
+            if part[0] == "worker":
+                parts.append(["worker", worker])
+            else:
+                source = args if part[0] == "args" else meta
+                parts.append([part[0], {key: source.get(key) for key in part[1]}])
+        return hashlib.sha256(dumps(parts).encode()).hexdigest()[:32]
+
+    def releases_after(self, previous: str | None) -> bool:
+        """Whether a job whose predecessor is in state ``previous`` may start."""
+        if previous is None or previous == JobState.COMPLETED:
+            return True
+        if previous == JobState.DISCARDED:
+            return self.on_discarded == "ignore"
+        if previous == JobState.CANCELLED:
+            return self.on_cancelled == "ignore"
+        return False  # still running, or waiting itself
+
+
+def parse_chain(value: Any) -> ChainSpec:
+    """Validate a ``chain`` option (``True`` means ``{"by": "worker"}``)."""
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"chain must be True or a dict with {', '.join(OPTIONS)}, "
+                                 f"not {value!r}")
+    unknown = set(value) - set(OPTIONS)
+    if unknown:
+        raise ConfigurationError(f"unknown chain option {sorted(unknown)[0]!r} (valid: "
+                                 f"{', '.join(OPTIONS)})")
+    by = value.get("by", "worker")
+    items = by if isinstance(by, list) else [by]
+    parts = []
+    for item in items:
+        if item == "worker":
+            parts.append(("worker",))
+        elif isinstance(item, Mapping) and len(item) == 1 and next(iter(item)) in ("args",
+                                                                                   "meta"):
+            source, keys = next(iter(item.items()))
+            keys = [keys] if isinstance(keys, str) else keys
+            if not isinstance(keys, (list, tuple)) or not keys or not all(
+                    isinstance(k, str) and k for k in keys):
+                raise ConfigurationError(f"chain by {source}: give a key or a list of keys, "
+                                         f"not {keys!r}")
+            parts.append((source, tuple(keys)))
+        else:
+            raise ConfigurationError(f"chain by must be 'worker', {{'args': keys}}, "
+                                     f"{{'meta': keys}} or a list of these, not {item!r}")
+    if not parts:
+        raise ConfigurationError("chain by names no partition")
+    policies = {}
+    for name in ("on_discarded", "on_cancelled"):
+        policies[name] = value.get(name, "ignore")
+        if policies[name] not in POLICIES:
+            raise ConfigurationError(f"chain {name} must be 'ignore' or 'hold', not "
+                                     f"{policies[name]!r}")
+    return ChainSpec(by=tuple(parts), **policies)
+
+
+def lock_keys(chains: Iterable[str]) -> list[str]:
+    return [f"django_jobs.chain:{chain}" for chain in sorted(set(chains))]
+
+
+def _spec_for(worker_path: str) -> ChainSpec | None:
+    """The chain option of the worker at ``worker_path`` (None when it has none, or it cannot
+    be imported)."""
+    try:
+        worker = resolve_worker(worker_path)
+    except Exception:
+        return None
+    for feature, config in features.pipeline(worker):
+        if isinstance(feature, Chain):
+            return config
+    return None
+
+
+def release(using: str, chains: Iterable[str]) -> int:
+    """Release the first waiting job of each of ``chains`` whose turn has come; the caller
+    holds the chains' locks. Returns how many jobs were released."""
+    engine = get_engine(using)
+    heads = Job.objects.using(using).chain_heads(chains)
+    if not heads:
+        return 0
+    now = timezone.now()
+    targets: dict[str, dict[int, Row]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
+    for head in heads:
+        spec = _spec_for(head["worker"]) or ChainSpec(by=(("worker",),))
+        if not spec.releases_after(head["previous"]):
+            continue
+        state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
+        targets[state][head["id"]] = Row(head["worker"], head["queue"], head["meta"],
+                                         JobState.SUSPENDED)
+    released = 0
+    for state, rows in targets.items():
+        if rows:
+            released += engine.transition(list(rows), state, only_from=(JobState.SUSPENDED,),
+                                          known=rows)
+    engine.notify([row.queue for row in targets[JobState.AVAILABLE].values()])
+    return released
+
+
+class Chain(Feature):
+    """``chain = {...}``: jobs of one partition run one at a time, in insertion order."""
+
+    name = "chain"
+
+    def setup(self, worker: type) -> ChainSpec | None:
+        option = getattr(worker, "chain", None)
+        if option is None or option is False:
+            return None
+        spec = parse_chain(option)
+        if getattr(worker, "encrypted", None) and any(p[0] == "args" for p in spec.by):
+            raise ConfigurationError("an encrypted worker cannot chain by args (the chain id "
+                                     "would be a hash of them); chain by meta keys")
+        return spec
+
+    def build(self, job: Job, options: Mapping[str, Any], config: ChainSpec) -> None:
+        job.meta["chain_id"] = config.chain_id(job.worker, job.args, job.meta)
+        job.state = JobState.SUSPENDED  # until its turn: released by inserted() or acked()
+
+    def inserted(self, jobs: list[Job], using: str) -> None:
+        chains = {job.meta["chain_id"] for job in jobs}
+        get_engine(using).serialize(lock_keys(chains))
+        release(using, chains)
+
+    def acked(self, changes: list[JobChange], using: str) -> None:
+        finished = {c.meta["chain_id"] for c in changes if "chain_id" in c.meta
+                    and (c.new is None or c.new in FINISHED_STATES)}
+        retried = [c for c in changes if "chain_id" in c.meta and c.old in FINISHED_STATES
+                   and c.new in CHAIN_ACTIVE]
+        chains = finished | {c.meta["chain_id"] for c in retried}
+        if not chains:
+            return
+        engine = get_engine(using)
+        engine.serialize(lock_keys(chains))
+        jobs = Job.objects.using(using)
+        for change in retried:
+            # A job retried while another job of its chain is active waits its turn again.
+            if jobs.chain_has_active(change.meta["chain_id"], besides=change.id):
+                engine.transition([change.id], JobState.SUSPENDED, only_from=(change.new,),
+                                  known={change.id: Row(change.worker, change.queue,
+                                                        change.meta, change.new)})
+        release(using, finished)
+
+
+class ChainSweep(Plugin):
+    """Releases the chains whose release was lost (every 30 s on the leader): chains with
+    waiting jobs and no active one. The ack-time release is the usual path; this is the
+    safety net (a job deleted with a raw query, a database restored from a backup)."""
+
+    name = "chain_sweep"
+    interval = 30.0
+
+    def run(self, node, engine, now):
+        chains = Job.objects.using(engine.alias).waiting_chains()
+        released = 0
+        for start in range(0, len(chains), 100):
+            part = chains[start:start + 100]
+            with transaction.atomic(using=engine.alias):
+                engine.serialize(lock_keys(part))
+                released += release(engine.alias, part)
+        if released:
+            logger.warning("chain sweep released %d waiting jobs whose release was lost",
+                           released)
+        return {"released": released}
