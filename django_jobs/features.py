@@ -117,7 +117,9 @@ class Feature:
         """Run, after ``perform`` or a short-circuit: read ``attempt.state`` and
         ``attempt.result``; add to what is written with ``attempt.write_meta``. An exception
         turns the attempt into a failure (retried, or discarded when out of attempts). Called
-        for every feature of the pipeline, even when one further out short-circuited."""
+        for every feature of the pipeline, even when one further out short-circuited, and
+        with ``attempt.state`` None when the attempt was abandoned (the node stopped; the job
+        goes back to available): tidy up then, nothing more."""
 
     def inserted(self, jobs: list[Any], using: str) -> None:
         """Written, inside the transaction that inserted ``jobs`` (those of this feature's

@@ -18,7 +18,6 @@ import decimal
 import io
 import json
 import logging
-import unittest
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -250,11 +249,6 @@ class SealingTests(QuietFailures, TestCase):
         self.assertIn("RuntimeError: failing on purpose", reload(failed).errors[0]["error"])
         self.assertEqual(reload(last).state, "discarded")
 
-    @unittest.expectedFailure
-    # BUG: when the node shuts down while an encrypted job runs (NodeShutdown), execute()
-    # returns the put-back outcome without running the features' after steps, so Encrypted
-    # never puts the sealed args back: job_stopped receivers get the job with its args open
-    # (the plaintext), though encrypted.py says job_stopped sees the sealed args.
     def test_a_job_interrupted_by_shutdown_is_stopped_with_sealed_args(self):
         capture = Capture(self)
         job = SealedWorker.new({"secret": SECRET, "hold": 10})
@@ -271,12 +265,6 @@ class SealingTests(QuietFailures, TestCase):
         for text in capture.seen:
             self.assertNotIn(SECRET, text)
 
-    @unittest.expectedFailure
-    # BUG: for a worker both encrypted and structured, a stored row that no longer fits the
-    # schema fails with an ArgsMismatch whose message quotes the opened value
-    # ('card: 4111222233334444 is not a string'): the plaintext is written in the job's
-    # errors (and shown by the admin, and sent to job_exception), which encrypted.py says
-    # never happens.
     def test_an_args_mismatch_of_an_encrypted_job_does_not_quote_the_plaintext(self):
         capture = Capture(self)
         job = SettingsSecretWorker.enqueue({"card": CARD, "amount": "1.00"})
@@ -527,11 +515,6 @@ class CheckTests(SimpleTestCase):
                               if keys == [] else text, errors[0].msg)
                 self.assertNoKeyMaterial(errors)
 
-    @unittest.expectedFailure
-    # BUG: KeySource.keys() only turns an ImportError of the key callable into a
-    # ConfigurationError; a callable that raises anything else (os.environ["JOBS_KEY"] with the
-    # variable unset: KeyError) makes check_encryption itself crash (and so `manage.py check`
-    # and every command that runs the checks) instead of reporting E013.
     def test_e013_key_callable_that_raises(self):
         self.addCleanup(pro_workers.KEY_BOX.update, keys=[KEY_A])
         pro_workers.KEY_BOX["keys"] = KeyError("JOBS_KEY")
@@ -676,12 +659,6 @@ class RunjobsTests(QuietFailures, RunjobsMixin, TransactionTestCase):
         self.assertNotIn(SECRET, log)
         self.assertNotIn(CARD, log)
 
-    @unittest.expectedFailure
-    # BUG: reencrypt_jobs only visits the encrypted workers already imported in the process
-    # (registry.workers()); `manage.py jobs reencrypt` imports only the apps' workers modules,
-    # so stored jobs of an encrypted worker defined in any other module (here
-    # tests.pro_workers.SecretWorker) are silently left on the old key while the command
-    # reports success ("resealed 0 ..."); it should resolve the workers of the stored jobs.
     def test_manage_py_jobs_reencrypt_moves_stored_jobs_to_the_first_key(self):
         job = SecretWorker.enqueue({"secret": "rotated"}, meta={"ref": "cli"})
         set_args(job, seal({"secret": "rotated"}, parse_key(KEY_A), SecretWorker.worker_path))

@@ -31,8 +31,7 @@ from django_jobs.pro.structured import ArgsMismatch, ArgsObject, Schema
 from django_jobs.testing import drain_queue, perform_job, with_testing_mode
 
 from .helpers import describe_jobs, reload
-from .pro_workers import (QUEUE, TYPED_FIELDS, BusinessWorker, Mode, definition_error,
-                          expected_failure_on_postgresql)
+from .pro_workers import (QUEUE, TYPED_FIELDS, BusinessWorker, Mode, definition_error)
 from .processes import RunjobsMixin
 from .waits import wait_until
 
@@ -282,37 +281,20 @@ class FieldValidationTests(SimpleTestCase):
         job = new_job("tests.pro_workers.BusinessWorker", MINIMAL)
         self.assertEqual(job.args, MINIMAL_STORED)
 
-    @unittest.expectedFailure
-    # BUG: Schema._dump_object reports a nested value that is not an object under its prefix,
-    # trailing dot included: One(Office) given 5 fails as "office.: 5 is not an object" and an
-    # item of Many(Owner) as "owners[0].: 5 is not an object" (also "office." in
-    # error.params["path"]); the path is "office" / "owners[0]".
     def test_a_nested_value_that_is_not_an_object_is_named_by_its_path(self):
         self.assertEqual(errors_of({**MINIMAL, "office": 5}), ["office: 5 is not an object"])
         self.assertEqual(errors_of({**MINIMAL, "owners": [{"name": "A"}, "B"]}),
                          ['owners[1]: "B" is not an object'])
 
-    @unittest.expectedFailure
-    # BUG: the ValidationError of structured args is built with params={"path": ...} and a
-    # message holding the bad value unescaped; Django applies `message % params`, so a value
-    # or key containing "%" makes ValidationError.messages / str() raise ValueError or
-    # TypeError ('unsupported format character') instead of listing the errors.
     def test_a_bad_value_with_a_percent_sign_is_reported(self):
         self.assertEqual(errors_of({**MINIMAL, "id": "50%"}), ['id: "50%" is not an integer'])
         self.assertEqual(errors_of({**MINIMAL, "a%d": 1})[0][:20], "a%d: unknown field (")
 
-    @unittest.expectedFailure
-    # BUG: structured._integer accepts any string whose stripped, '-'-stripped form isdigit(),
-    # then calls int(): "--5", "5-" style strings and Unicode digits such as "²" raise a bare
-    # ValueError out of new() instead of a ValidationError naming the field.
     def test_malformed_integer_strings_are_validation_errors(self):
         for value in ("--5", "²", "-"):
             with self.subTest(value=value):
                 self.assertEqual(len(errors_of({**MINIMAL, "id": value})), 1)
 
-    @unittest.expectedFailure
-    # BUG: structured.Float.dump catches ValueError only; an int too large for a float
-    # (10 ** 400) raises a bare OverflowError out of new() instead of a ValidationError.
     def test_an_integer_too_large_for_a_float_is_a_validation_error(self):
         self.assertEqual(errors_of({**MINIMAL, "ratio": 10 ** 400}),
                          ["ratio: " + repr(10 ** 400) + " is not a finite number"])
@@ -513,11 +495,6 @@ class BuildAndRunTests(QuietFailures, TestCase):
             with self.subTest(name):
                 assert_misfit_failed(self, reload(job), *MISFITS[name])
 
-    @unittest.expectedFailure
-    # BUG: the ArgsMismatch of a stored Decimal or UUID that no longer parses does not say what
-    # was stored: Decimal.load lets decimal.InvalidOperation through ("owners[0].share:
-    # [<class 'decimal.ConversionSyntax'>]") and UUID.load the bare ValueError ("ref: badly
-    # formed hexadecimal UUID string"); the other fields name the stored value.
     def test_a_stored_decimal_or_uuid_that_no_longer_parses_is_named(self):
         for stored, expected in (
                 ({**MINIMAL_STORED, "owners": [{"name": "A", "share": "lots"}]},
@@ -529,10 +506,6 @@ class BuildAndRunTests(QuietFailures, TestCase):
                 perform_job(reload(job))
             self.assertIn(expected, str(caught.exception))
 
-    @expected_failure_on_postgresql
-    # BUG: structured.Float has no load(): perform gets what the JSON column gives back, and
-    # PostgreSQL's jsonb returns a float such as 1e16 as the int 10000000000000000, so a Float
-    # field reaches perform as an int on PostgreSQL (a float on SQLite and in inline mode).
     def test_a_float_field_reaches_perform_as_a_float_from_the_database(self):
         job = BusinessWorker.enqueue({**MINIMAL, "ratio": 1e16})
         drain_queue(QUEUE)

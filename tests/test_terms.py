@@ -16,7 +16,6 @@ import json
 import math
 import pickle
 import uuid
-import unittest
 import zlib
 from unittest import mock
 
@@ -26,7 +25,7 @@ from django_jobs.pro import terms
 from django_jobs.pro.terms import TAG, TermError, decode, encode, pack, packed_size, unpack
 
 from .helpers import reload
-from .pro_workers import PlainWorker, expected_failure_on_postgresql
+from .pro_workers import PlainWorker
 
 UTC = datetime.UTC
 PLUS_2 = datetime.timezone(datetime.timedelta(hours=2))
@@ -247,11 +246,6 @@ class ForgedTermTests(SimpleTestCase):
                 with self.assertRaises(TermError):
                     decode({"a": [1, {"b": data}]})
 
-    @unittest.expectedFailure
-    # BUG: terms.decode tests `tagged[0] not in _DECODERS` before checking that the tag name
-    # is a string, so a forged tag whose name is a list or dict ({"__term__": [["tuple"], []]})
-    # raises TypeError ("unhashable type") instead of TermError; callers that catch TermError
-    # (the admin's recorded-result panel, fetch_recorded users) crash on such a row.
     def test_a_tag_name_that_is_not_a_string_is_refused(self):
         for data in ({TAG: [["tuple"], []]}, {TAG: [{"a": 1}, []]}):
             with self.subTest(data=data):
@@ -387,11 +381,6 @@ class DatabaseRoundTripTests(TestCase):
                 else:
                     self.assertTrue(same(value, back), f"{value!r} came back as {back!r}")
 
-    @expected_failure_on_postgresql
-    # BUG: on PostgreSQL, finite floats are stored by terms.encode as plain JSON numbers, which
-    # jsonb normalises: 1e16 reads back as the int 10000000000000000 and -0.0 as 0.0, so a
-    # term (a structured Term field, stored plain in args) does not read back as the value
-    # encoded (terms.py says finite floats "pass through unchanged").
     def test_floats_keep_their_type_and_sign_through_the_json_column(self):
         values = {name: SAMPLES[name] for name in PLAIN_FLOATS}
         values["big float"] = 1e16

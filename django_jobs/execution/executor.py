@@ -80,6 +80,7 @@ def execute(running: Running, *, reraise: bool = False,
             if issubclass(kind, NodeShutdown):  # not an outcome of the job: put it back
                 outcome = put_back(attempt.job, timezone.now(),
                                    "Interrupted: the node shut down before the job finished.")
+                _after(attempt, outcome, pipeline)  # state None: features tidy up, no more
                 _log_and_stop(attempt, outcome, started, worker_class)
                 return outcome, None
             outcome = _interrupted(attempt, kind, running.timeout)
@@ -151,12 +152,17 @@ def _run_async(running: Running, worker, timeout: float | None) -> Any:
 
 def _after(attempt: Attempt, outcome: Outcome, pipeline: features.Pipeline) -> Outcome:
     """The features' ``after`` steps, ``perform``'s side first. One that raises turns the
-    attempt into a failure, which the steps after it see."""
+    attempt into a failure, which the steps after it see. For an attempt put back (the node
+    stopped), ``attempt.state`` is None and a failing step is only logged."""
     attempt.state = ATTEMPT_STATE.get(outcome.state)
     for feature, config in reversed(pipeline):
         try:
             feature.after(attempt, config)
         except Exception as exc:
+            if attempt.state is None:
+                logger.exception("job feature %s failed after job %s was put back",
+                                 feature.name, attempt.job.pk)
+                continue
             attempt.result = None
             outcome = _error(attempt, exc, "".join(traceback.format_exception(exc)))
             attempt.state = ATTEMPT_STATE.get(outcome.state)

@@ -101,9 +101,13 @@ class KeySource:
         else:
             where = f"the key callable {self.path}"
             try:
-                supplied = import_string(self.path)()
+                function = import_string(self.path)
             except ImportError as exc:
                 raise ConfigurationError(f"{where} cannot be imported: {exc}") from None
+            try:
+                supplied = function()
+            except Exception as exc:  # its message is not shown: it may hold key material
+                raise ConfigurationError(f"{where} raised {type(exc).__name__}") from None
             supplied = supplied if isinstance(supplied, (list, tuple)) else [supplied]
             keys = [parse_key(k, f"key {i} of {where}") for i, k in enumerate(supplied)]
         if not keys:
@@ -210,9 +214,17 @@ class Encrypted(Feature):
             attempt.job.args = sealed  # nothing outside perform sees the args open
 
 
-def encrypted_workers() -> dict[str, type]:
-    """Stored worker path -> encrypted worker class, aliases included."""
+def encrypted_workers(jobs=None) -> dict[str, type]:
+    """Stored worker path -> encrypted worker class, aliases included: the workers defined in
+    this process, and the workers of the sealed jobs in ``jobs`` (imported by their path)."""
     paths = {}
+    if jobs is not None:
+        for path in jobs.filter(args__has_key=SEALED).order_by().values_list(
+                "worker", flat=True).distinct():
+            try:
+                registry.resolve_worker(path)
+            except Exception:
+                continue  # reencrypt_jobs counts these jobs as failed
     for worker in registry.workers():
         if getattr(worker, "encrypted", None) not in (None, False):
             paths[worker.worker_path] = worker
@@ -229,7 +241,10 @@ def reencrypt_jobs(*, using: str | None = None, batch: int = 500) -> dict[str, i
     altered row; left as they are)."""
     counts = {"resealed": 0, "sealed": 0, "current": 0, "failed": 0}
     jobs = Job.objects.using(using) if using else Job.objects.all()
-    for path, worker in encrypted_workers().items():
+    workers = encrypted_workers(jobs)
+    # Sealed jobs of workers that are not (or no longer) encrypted, or cannot be imported.
+    counts["failed"] += jobs.filter(args__has_key=SEALED).exclude(worker__in=list(workers)).count()
+    for path, worker in workers.items():
         source = Encrypted().setup(worker)
         keys = source.keys()
         current = key_id(keys[0])

@@ -136,6 +136,8 @@ class Hooks(Feature):
         return None
 
     def after(self, attempt: Attempt, config: Any) -> None:
+        if attempt.state is None:  # put back by a stopping node: not an outcome of the job
+            return
         for hook in self._hooks(config, attempt.worker, "after_process"):
             try:
                 hook.after_process(attempt.state, attempt.job, attempt.result)

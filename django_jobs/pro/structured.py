@@ -42,6 +42,7 @@ import decimal
 import enum
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -119,12 +120,15 @@ class Int(Field):
         return _integer(value)
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise _Invalid(f"{_show(value)} is not an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
     raise _Invalid(f"{_show(value)} is not an integer")
 
@@ -146,11 +150,15 @@ class Float(Field):
             raise _Invalid(f"{_show(value)} is not a number")
         try:
             number = float(value) if isinstance(value, (int, float, str)) else None
-        except ValueError:
+        except (ValueError, OverflowError):
             number = None
         if number is None or not math.isfinite(number):
             raise _Invalid(f"{_show(value)} is not a finite number")
         return number
+
+    def load(self, data):
+        # A JSON column may give back a whole float as an integer (PostgreSQL's jsonb: 1e16).
+        return float(data)
 
 
 class Bool(Field):
@@ -433,14 +441,16 @@ class Schema:
         errors: list[tuple[str, str, str]] = []
         stored = self._dump_object(args, "", errors)
         if errors:
-            raise ValidationError([ValidationError(f"{path}: {message}", code=code,
-                                                   params={"path": path})
+            # The message is %-formatted with params by Django: escape what it holds.
+            raise ValidationError([ValidationError(f"{path}: {message}".replace("%", "%%"),
+                                                   code=code, params={"path": path})
                                    for path, message, code in errors])
         return stored
 
     def _dump_object(self, values: Any, prefix: str, errors: list) -> dict[str, Any]:
         if not isinstance(values, Mapping):
-            errors.append((prefix or "args", f"{_show(values)} is not an object", "invalid"))
+            errors.append((prefix.removesuffix(".") or "args", f"{_show(values)} is not an "
+                           f"object", "invalid"))
             return {}
         stored = {}
         for key in values:
@@ -488,11 +498,13 @@ class Schema:
 
     # -- run: cast what was stored ------------------------------------------------------------
 
-    def load(self, stored: Any, prefix: str = "") -> ArgsObject:
+    def load(self, stored: Any, prefix: str = "", *, quote: bool = True) -> ArgsObject:
         """Typed args from stored JSON; raise :class:`ArgsMismatch` naming the first field
-        that does not fit."""
+        that does not fit, and the stored value unless ``quote`` is False (args that must not
+        appear in error entries: those of an encrypted worker)."""
         if not isinstance(stored, Mapping):
-            raise ArgsMismatch(f"{prefix or 'args'}: {_show(stored)} is not an object")
+            raise ArgsMismatch(f"{prefix.removesuffix('.') or 'args'}: "
+                               f"{self._value(stored)} is not an object")
         unknown = [key for key in stored if key not in self.fields]
         if unknown:
             raise ArgsMismatch(f"{prefix}{unknown[0]}: not a field of "
@@ -505,30 +517,39 @@ class Schema:
                     raise ArgsMismatch(f"{path}: this field is required")
                 values[name] = None
                 continue
-            values[name] = self._load_field(field, stored[name], path)
+            values[name] = self._load_field(field, stored[name], path, quote)
         return ArgsObject(values)
 
-    def _load_field(self, field: Field, data: Any, path: str) -> Any:
+    @staticmethod
+    def _value(data: Any, quote: bool = True) -> str:
+        return _show(data) if quote else "the stored value"
+
+    def _load_field(self, field: Field, data: Any, path: str, quote: bool) -> Any:
+        shown = self._value(data, quote)
         if isinstance(field, Many):
             if not isinstance(data, list):
-                raise ArgsMismatch(f"{path}: {_show(data)} is not a list")
-            return [field.schema.load(item, f"{path}[{i}].") for i, item in enumerate(data)]
+                raise ArgsMismatch(f"{path}: {shown} is not a list")
+            return [field.schema.load(item, f"{path}[{i}].", quote=quote)
+                    for i, item in enumerate(data)]
         if isinstance(field, One):
-            return field.schema.load(data, f"{path}.")
+            return field.schema.load(data, f"{path}.", quote=quote)
         if isinstance(field, List):
             if not isinstance(data, list):
-                raise ArgsMismatch(f"{path}: {_show(data)} is not a list")
-            return [self._load_field(field.of, item, f"{path}[{i}]")
+                raise ArgsMismatch(f"{path}: {shown} is not a list")
+            return [self._load_field(field.of, item, f"{path}[{i}]", quote)
                     for i, item in enumerate(data)]
+        generic = f"{path}: {shown} is not a stored {field.describe()}"
         try:
+            typed = field.load(data)
             # What was stored must dump to itself: a changed type (say, str -> int) shows here.
-            if field.dump(field.load(data)) != data:
-                raise _Invalid(f"{_show(data)} is not a stored {field.describe()}")
-            return field.load(data)
-        except ArgsMismatch as exc:
-            raise ArgsMismatch(f"{path}: {exc}") from None
-        except (_Invalid, ValueError, TypeError, decimal.InvalidOperation) as exc:
-            raise ArgsMismatch(f"{path}: {exc}") from None
+            again = field.dump(typed)
+        except (ArgsMismatch, _Invalid) as exc:  # the field says why, quoting the value
+            raise ArgsMismatch(f"{path}: {exc}" if quote else generic) from None
+        except Exception:  # anything else the stored value makes load or dump raise
+            raise ArgsMismatch(generic) from None
+        if again != data:
+            raise ArgsMismatch(generic)
+        return typed
 
 
 class Structured(Feature):
@@ -536,26 +557,28 @@ class Structured(Feature):
 
     name = "structured"
 
-    def setup(self, worker: type) -> Schema | None:
+    def setup(self, worker: type) -> tuple[Schema, bool] | None:
         declared = getattr(worker, "Args", None)
         if declared is None:
             return None
-        return Schema.of(declared)
+        # The values of an encrypted worker's args never go into an error message.
+        return Schema.of(declared), not getattr(worker, "encrypted", None)
 
-    def prepare(self, worker, args, options, config: Schema):
-        return config.dump(args)
+    def prepare(self, worker, args, options, config: tuple[Schema, bool]):
+        return config[0].dump(args)
 
-    def before(self, attempt: Attempt, config: Schema) -> None:
+    def before(self, attempt: Attempt, config: tuple[Schema, bool]) -> None:
         job = attempt.job
+        schema, quote = config
         try:
-            typed = config.load(job.args)
+            typed = schema.load(job.args, quote=quote)
         except ArgsMismatch as exc:
             raise ArgsMismatch(f"the stored args of job {job.pk} no longer fit "
-                               f"{config.owner.__qualname__}: {exc}") from None
+                               f"{schema.owner.__qualname__}: {exc}") from None
         attempt.stored_args = job.args
         job.args = typed
 
-    def after(self, attempt: Attempt, config: Schema) -> None:
+    def after(self, attempt: Attempt, config: tuple[Schema, bool]) -> None:
         stored = getattr(attempt, "stored_args", None)
         if stored is not None:
             attempt.job.args = stored  # what the database holds, for signals and the caller

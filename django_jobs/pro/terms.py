@@ -18,11 +18,13 @@ Python         Stored                                      Read back as
 ``time``       ``["time", "12:30:00"]``                    ``time``
 ``timedelta``  ``["timedelta", [days, seconds, µs]]``      ``timedelta``
 ``UUID``       ``["uuid", "<hex>"]``                       ``UUID``
-float nan/inf  ``["float", "nan"]``                        ``float``
+float (some)   ``["float", "1e+16"]``                      ``float``
 other dicts    ``["dict", [[key, value], ...]]``           ``dict``
 =============  ==========================================  =====================
 
-A dict whose keys are not all strings, or that has a ``"__term__"`` key of its own, is stored
+Floats stay JSON numbers, except whole ones, -0.0 and the non-finite ones, which a JSON column
+would not give back as such (PostgreSQL's jsonb returns 1e16 as an integer). A dict whose keys
+are not all strings, or that has a ``"__term__"`` key of its own, is stored
 as pairs, so no stored value is ever mistaken for a tag. Decoding builds only these types: a
 stored row can never make the reader import or call anything (which is what pickle does).
 
@@ -56,7 +58,11 @@ def encode(value: Any, path: str = "value") -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _tagged("float", repr(value))
+        # A whole float (1e16, 2.0), -0.0 and nan/inf are tagged: a JSON column may give a
+        # whole float back as an integer (PostgreSQL's jsonb does), and JSON has no -0 or nan.
+        if math.isfinite(value) and not value.is_integer():
+            return value
+        return _tagged("float", repr(value))
     if isinstance(value, list):
         return [encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
@@ -123,7 +129,7 @@ def decode(data: Any) -> Any:
         if TAG in data:
             tagged = data[TAG]
             if len(data) != 1 or not isinstance(tagged, list) or len(tagged) != 2 \
-                    or tagged[0] not in _DECODERS:
+                    or not isinstance(tagged[0], str) or tagged[0] not in _DECODERS:
                 raise TermError(f"not a valid term: {_short(data)}")
             try:
                 return _DECODERS[tagged[0]](tagged[1])
