@@ -14,6 +14,7 @@ The template receives the job as ``job`` and the dict as ``panel``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import pprint
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
+from ..models import Job, JobState
 from ..pro import terms
+from ..pro.chain import spec_for as _chain_spec
 from ..pro.encrypted import SEALED, is_sealed
 from ..pro.recorded import NotRecorded, fetch_recorded
 
@@ -120,6 +123,8 @@ def _result(request, job):
         return None
     except terms.TermError as exc:
         return {"error": str(exc)}
+    except Exception as exc:  # a damaged or forged row must not break the job's page
+        return {"error": f"{type(exc).__name__}: {exc}"}
     return {"value": pprint.pformat(value, width=100, sort_dicts=True)}
 
 
@@ -131,6 +136,48 @@ def _errors(request, job):
     if not job.errors:
         return None
     return {"errors": list(reversed(job.errors))}  # the latest first
+
+
+def _job_url(request, job) -> str | None:
+    site = getattr(request, "current_app", None) or "admin"
+    try:
+        return reverse(f"{site}:django_jobs_job_change", args=[job.pk])
+    except Exception:
+        return None
+
+
+def _chain(request, job):
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    if not meta.get("chain_id"):
+        return None
+    before, after = Job.objects.using(job._state.db or "default").chain_neighbours(job)
+    waiting = None
+    if job.state == JobState.SUSPENDED:
+        if before is None:
+            waiting = "its turn: no job before it (the sweep releases it within 30 s)"
+        elif before.state in (JobState.DISCARDED, JobState.CANCELLED):
+            spec = _chain_spec(job.worker)
+            policy = spec and (spec.on_discarded if before.state == JobState.DISCARDED
+                               else spec.on_cancelled)
+            waiting = (f"held: job {before.pk} was {before.state} (on_{before.state}=hold): "
+                       f"retry it to completion, or delete it" if policy == "hold"
+                       else f"job {before.pk} was {before.state}; released next")
+        else:
+            waiting = f"job {before.pk} ({before.state}) to finish"
+    return {"chain": meta["chain_id"], "waiting": waiting,
+            "previous": before, "previous_url": before and _job_url(request, before),
+            "next": after, "next_url": after and _job_url(request, after)}
+
+
+def _deadline(request, job):
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    if "deadline_at" not in meta:
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(meta["deadline_at"])
+    except ValueError:
+        return {"at": None, "raw": meta["deadline_at"]}
+    return {"at": at, "force": bool(meta.get("deadline_force")), "passed": at <= timezone.now()}
 
 
 def _cron(request, job):
@@ -161,5 +208,9 @@ register_panel("meta", title="Meta", order=40, context=_meta,
                template="admin/django_jobs/panels/json.html")
 register_panel("tags", title="Tags", order=50, context=_tags,
                template="admin/django_jobs/panels/tags.html")
+register_panel("deadline", title="Deadline", order=15, context=_deadline,
+               template="admin/django_jobs/panels/deadline.html")
+register_panel("chain", title="Chain", order=55, context=_chain,
+               template="admin/django_jobs/panels/chain.html")
 register_panel("cron", title="Cron origin", order=60, context=_cron,
                template="admin/django_jobs/panels/cron.html")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from .. import features
@@ -130,7 +131,7 @@ def lock_keys(chains: Iterable[str]) -> list[str]:
     return [f"django_jobs.chain:{chain}" for chain in sorted(set(chains))]
 
 
-def _spec_for(worker_path: str) -> ChainSpec | None:
+def spec_for(worker_path: str) -> ChainSpec | None:
     """The chain option of the worker at ``worker_path`` (None when it has none, or it cannot
     be imported)."""
     try:
@@ -153,7 +154,7 @@ def release(using: str, chains: Iterable[str]) -> int:
     now = timezone.now()
     targets: dict[str, dict[int, Row]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
     for head in heads:
-        spec = _spec_for(head["worker"]) or ChainSpec(by=(("worker",),))
+        spec = spec_for(head["worker"]) or ChainSpec(by=(("worker",),))
         if not spec.releases_after(head["previous"]):
             continue
         state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
@@ -166,6 +167,37 @@ def release(using: str, chains: Iterable[str]) -> int:
                                           known=rows)
     engine.notify([row.queue for row in targets[JobState.AVAILABLE].values()])
     return released
+
+
+def chain_status(using: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Chains with waiting jobs (at most ``limit``), each with: ``chain``, ``worker``,
+    ``waiting`` (how many), ``first`` (the first waiting job's id), ``head`` (the active job,
+    as ``(id, state)``, or None) and ``status``: ``running`` (the head is active), ``held``
+    (the job before the first waiting one was discarded or cancelled under ``hold``: the
+    reason says which and how to go on) or ``releasing`` (due now; the sweep repairs it)."""
+    jobs = Job.objects.using(using) if using else Job.objects.all()
+    rows = []
+    waiting = (jobs.chained().filter(state=JobState.SUSPENDED).order_by()
+               .values("chain").annotate(first=Min("id"), count=Count("id"))[:limit])
+    for row in waiting:
+        chain = row["chain"]
+        first = jobs.get(pk=row["first"])
+        head = jobs.in_chain(chain).filter(state__in=CHAIN_ACTIVE).values_list(
+            "id", "state").first()
+        before = jobs.in_chain(chain).filter(id__lt=first.pk).order_by("-id").values_list(
+            "id", "state").first()
+        spec = spec_for(first.worker) or ChainSpec(by=(("worker",),))
+        if head is not None:
+            status, reason = "running", f"job {head[0]} is {head[1]}"
+        elif before is not None and not spec.releases_after(before[1]):
+            status = "held"
+            reason = (f"job {before[0]} was {before[1]} (on_{before[1]}=hold): retry it to "
+                      f"completion, or delete it")
+        else:
+            status, reason = "releasing", "its turn has come (released at the next sweep)"
+        rows.append({"chain": chain, "worker": first.worker, "waiting": row["count"],
+                     "first": first.pk, "head": head, "status": status, "reason": reason})
+    return rows
 
 
 class Chain(Feature):

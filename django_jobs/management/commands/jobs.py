@@ -17,6 +17,7 @@ from ...build import validate_queue
 from ...exceptions import ConfigurationError, InvalidJobError
 from ...models import CronEntry, CronSource, Job, JobState, Producer
 from ...plugins.cron import next_runs
+from ...pro.chain import chain_status
 from ...pro.encrypted import reencrypt_jobs
 
 
@@ -83,6 +84,9 @@ class Command(BaseCommand):
         p.add_argument("--priority", type=int)
         for name in ("pause", "resume", "delete"):
             cron.add_parser(name, help=f"{name} an entry").add_argument("name")
+        p = sub.add_parser("chains", help="chains with waiting jobs: running, held (and why) "
+                                          "or due")
+        p.add_argument("--held", action="store_true", help="Only the held chains.")
         p = sub.add_parser("reencrypt", help="seal every job of an encrypted worker with its "
                                              "first key (key rotation)")
         p.add_argument("--batch", type=positive_int, default=500,
@@ -106,6 +110,15 @@ class Command(BaseCommand):
             self.stdout.write(f"{action}: {changed} of {len(options['ids'])} jobs changed")
         elif action == "cron":
             self._cron(options)
+        elif action == "chains":
+            rows = [r for r in chain_status() if r["status"] == "held" or not options["held"]]
+            if not rows:
+                self.stdout.write("no held chains" if options["held"]
+                                  else "no chain has waiting jobs")
+            for row in rows:
+                self.stdout.write(f"{row['chain']}  {row['worker']}  {row['waiting']} waiting "
+                                  f"(first: job {row['first']})  {row['status']}: "
+                                  f"{row['reason']}")
         elif action == "reencrypt":
             try:
                 counts = reencrypt_jobs(batch=options["batch"])
