@@ -144,13 +144,13 @@ def spec_for(worker_path: str) -> ChainSpec | None:
     return None
 
 
-def release(using: str, chains: Iterable[str]) -> int:
+def release(using: str, chains: Iterable[str]) -> dict[int, str]:
     """Release the first waiting job of each of ``chains`` whose turn has come; the caller
-    holds the chains' locks. Returns how many jobs were released."""
+    holds the chains' locks. Returns the released jobs' ids with their new states."""
     engine = get_engine(using)
     heads = Job.objects.using(using).chain_heads(chains)
     if not heads:
-        return 0
+        return {}
     now = timezone.now()
     targets: dict[str, dict[int, Row]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
     for head in heads:
@@ -160,13 +160,12 @@ def release(using: str, chains: Iterable[str]) -> int:
         state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
         targets[state][head["id"]] = Row(head["worker"], head["queue"], head["meta"],
                                          JobState.SUSPENDED)
-    released = 0
     for state, rows in targets.items():
         if rows:
-            released += engine.transition(list(rows), state, only_from=(JobState.SUSPENDED,),
-                                          known=rows)
+            engine.transition(list(rows), state, only_from=(JobState.SUSPENDED,), known=rows)
     engine.notify([row.queue for row in targets[JobState.AVAILABLE].values()])
-    return released
+    # Under the chain locks, nothing else could have moved these waiting jobs meanwhile.
+    return {pk: state for state, rows in targets.items() for pk in rows}
 
 
 def chain_status(using: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -222,7 +221,9 @@ class Chain(Feature):
     def inserted(self, jobs: list[Job], using: str) -> None:
         chains = {job.meta["chain_id"] for job in jobs}
         get_engine(using).serialize(lock_keys(chains))
-        release(using, chains)
+        released = release(using, chains)
+        for job in jobs:  # the caller's jobs read as their rows do
+            job.state = released.get(job.pk, job.state)
 
     def acked(self, changes: list[JobChange], using: str) -> None:
         finished = {c.meta["chain_id"] for c in changes if "chain_id" in c.meta
@@ -259,7 +260,7 @@ class ChainSweep(Plugin):
             part = chains[start:start + 100]
             with transaction.atomic(using=engine.alias):
                 engine.serialize(lock_keys(part))
-                released += release(engine.alias, part)
+                released += len(release(engine.alias, part))
         if released:
             logger.warning("chain sweep released %d waiting jobs whose release was lost",
                            released)

@@ -137,3 +137,31 @@ class PayoutWorker(Worker):
     def perform(self, job):
         iban = job.args["iban"]
         logger.info("paid out %s to an account ending %s", job.args["amount"], iban[-4:])
+
+
+class AccountWebhook(Worker):
+    """A chain per account: the events of one account go out one at a time, in the order they
+    were enqueued, whatever retries happen; different accounts go out in parallel. A discarded
+    event holds its account's chain until someone retries or deletes it (``manage.py jobs
+    chains --held`` lists them)."""
+
+    queue = "default"
+    max_attempts = 3
+    chain = {"by": {"args": "account_id"}, "on_discarded": "hold"}
+
+    def perform(self, job):
+        logger.info("webhook %s for account %s", job.args["event"], job.args["account_id"])
+
+    def backoff(self, job):
+        return 1
+
+
+class FlashSaleNotifier(Worker):
+    """A deadline: the notice is cancelled instead of sent once the sale is over (an hour after
+    the job's scheduled time)."""
+
+    queue = "mailers"
+    deadline = (1, "hour")
+
+    def perform(self, job):
+        logger.info("flash sale %s announced to %s", job.args["sale"], job.args["email"])

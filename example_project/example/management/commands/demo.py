@@ -20,8 +20,8 @@ import django_jobs
 from django_jobs import InvalidJobError, fetch_recorded
 from django_jobs.conf import jobs_settings
 from django_jobs.models import Job, JobState
-from example.workers import (FlakyWorker, InvoiceWorker, NewsletterMailer, PayoutWorker,
-                             ReportWorker, WelcomeMailer)
+from example.workers import (AccountWebhook, FlakyWorker, FlashSaleNotifier, InvoiceWorker,
+                             NewsletterMailer, PayoutWorker, ReportWorker, WelcomeMailer)
 
 #: Jobs of these workers belong to the demo (and are deleted when it starts again).
 DEMO_PREFIX = "example.workers."
@@ -131,6 +131,17 @@ class Command(BaseCommand):
         job = PayoutWorker.enqueue({"iban": "DE89370400440532013000", "amount": "120.00"},
                                    meta={"payout_id": 1})
         self.report("enqueue", "PayoutWorker", job, "args encrypted at rest")
+
+        # A chain per account: each account's events run one at a time, in order.
+        events = [AccountWebhook.new({"account_id": account, "event": event})
+                  for event in ("created", "updated", "deleted") for account in (1, 2)]
+        jobs = django_jobs.insert_all(events)
+        self.line(f"{'chain':<11}{len(jobs)} AccountWebhook jobs, 2 accounts -> "
+                  + ", ".join(f"#{job.pk} {job.state}" for job in jobs))
+
+        # A deadline: cancelled, not sent, if it cannot start within the hour.
+        job = FlashSaleNotifier.enqueue({"sale": "winter", "email": "ada@example.com"})
+        self.report("deadline", "FlashSaleNotifier", job, f"deadline {job.meta['deadline_at']}")
 
     def summary(self, title: str) -> None:
         """Print the demo's jobs counted by queue and state, then the jobs themselves."""
