@@ -30,3 +30,21 @@ class LatencyWorker(Worker):
 
     def perform(self, job):
         STARTED[job.pk] = time.monotonic()
+
+
+#: (chain key, sequence) -> (perform's start, perform's end), as time.monotonic() (bench/chain.py).
+TIMES: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+class TimedNoopWorker(Worker):
+    """A no-op that records when it ran (the unchained side of bench/chain.py)."""
+
+    def perform(self, job):
+        started = time.monotonic()
+        TIMES[job.args["key"], job.args["seq"]] = (started, time.monotonic())
+
+
+class ChainedNoopWorker(TimedNoopWorker):
+    """The same, one chain per ``key``."""
+
+    chain = {"by": {"args": "key"}}

@@ -88,7 +88,8 @@ def cancel_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     with transaction.atomic(using=engine.alias):
         target = _queryset(jobs)
         executing = list(target.filter(state=JobState.EXECUTING).values_list("pk", flat=True))
-        count = engine.transition(target, JobState.CANCELLED, only_from=CANCELLABLE)
+        count = engine.transition(target, JobState.CANCELLED, only_from=CANCELLABLE,
+                                  interrupting=True)
         for pk in executing:
             _announce({"action": "cancel", "job_id": pk}, local=False)
     return count

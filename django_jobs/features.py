@@ -121,6 +121,11 @@ class Feature:
         with ``attempt.state`` None when the attempt was abandoned (the node stopped; the job
         goes back to available): tidy up then, nothing more."""
 
+    def inserting(self, jobs: list[Any], using: str) -> None:
+        """Written, inside the insert's transaction, before the rows of ``jobs`` are written
+        (and their ids drawn): take the locks the rows' fate depends on
+        (``Engine.serialize``)."""
+
     def inserted(self, jobs: list[Any], using: str) -> None:
         """Written, inside the transaction that inserted ``jobs`` (those of this feature's
         workers that were written, not duplicates found by ``unique``), after the rows: write
@@ -148,8 +153,8 @@ def _implements(feature: Feature, method: str) -> bool:
 
 
 def writers(worker: type, method: str) -> tuple[Feature, ...]:
-    """The features of ``worker``'s pipeline implementing ``method`` (``"inserted"`` or
-    ``"acked"``), in pipeline order."""
+    """The features of ``worker``'s pipeline implementing ``method`` (``"inserting"``,
+    ``"inserted"`` or ``"acked"``), in pipeline order."""
     key = (worker, method)
     found = _writers.get(key)
     if found is None:
@@ -158,7 +163,7 @@ def writers(worker: type, method: str) -> tuple[Feature, ...]:
 
 
 #: Whether any registered feature implements inserted / acked (else nothing to look up).
-_any_writers: dict[str, bool] = {"inserted": False, "acked": False}
+_any_writers: dict[str, bool] = {"inserting": False, "inserted": False, "acked": False}
 
 
 def any_writers(method: str) -> bool:

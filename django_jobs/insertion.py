@@ -71,11 +71,14 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     lookers = [job for job in jobs if job.unique_key is not None
                and not job.unique_states & STATE_BITS[job.state]]
     results = {id(job): job for job in jobs}
-    watchers = _inserted_watchers(jobs)
-    if len(jobs) == 1 and plain and not watchers:
+    watchers = _watchers(jobs, "inserted")
+    before = _watchers(jobs, "inserting")
+    if len(jobs) == 1 and plain and not watchers and not before:
         engine.insert_jobs(plain)  # one statement, atomic by itself
         return plain
     with transaction.atomic(using=engine.alias):
+        for feature, watched in before.items():  # locks taken before ids are drawn
+            feature.inserting(watched, engine.alias)
         engine.insert_jobs(plain)
         if takers:
             engine.insert_jobs(takers, skip_conflicts=True)
@@ -101,14 +104,15 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     return [results[id(job)] for job in jobs]
 
 
-def _inserted_watchers(jobs: list[Job]) -> dict:
-    """Job feature -> the jobs of ``jobs`` whose worker's pipeline has it and that implement
-    ``inserted`` (empty, at the cost of one flag, when no registered feature does)."""
-    if not features.any_writers("inserted"):
+def _watchers(jobs: list[Job], method: str) -> dict:
+    """Job feature -> the jobs of ``jobs`` whose worker's pipeline has it, for the features
+    implementing ``method`` (empty, at the cost of one flag, when no registered feature
+    does)."""
+    if not features.any_writers(method):
         return {}
     watchers: dict = {}
     for job in jobs:
-        for feature in features.writers(resolve_worker(job.worker), "inserted"):
+        for feature in features.writers(resolve_worker(job.worker), method):
             watchers.setdefault(feature, []).append(job)
     return watchers
 

@@ -14,12 +14,6 @@ What a chain promises, checked here on the database the suite runs on:
 * real ``runjobs`` nodes, one killed and restarted: every chain in order, no overlap, every job
   completed once, nothing lost.
 
-Expected failures mark bugs found (``# BUG:`` above each): a waiting job retried while its
-chain is busy jumps the chain (and blocks its queue's fetch); cancelling a running job starts
-the next one while the cancelled one still runs; on PostgreSQL an insert whose id is drawn
-first but whose chain lock is taken second ends up behind a later job, and then escapes a
-hold.
-
 Jobs record their moments in the raw table ``chain_effect`` (tests/chain_workers.py), with a
 ``time.monotonic()`` instant shared by every process of the machine: order and overlap are
 read from there, never from a stopwatch.
@@ -497,17 +491,6 @@ class HoldIgnoreTests(EffectTable, TestCase):
         self.assertEqual(self.started(), [jobs[0].pk, jobs[1].pk, jobs[0].pk, jobs[2].pk])
         self.assertEqual(self.ends(), {jobs[0].pk: 1, jobs[1].pk: 1, jobs[2].pk: 1})
 
-    # BUG: control.retry_job (retry_all_jobs, so the admin's retry and manage.py jobs too)
-    # accepts a waiting (suspended) chained job and makes it available while its chain's head
-    # is active: Chain.acked only sends back to wait the jobs retried from a final state, so
-    # the job jumps its chain. Fetching it together with the head, or while the head runs,
-    # breaks the unique index django_jobs_chain_running, and that IntegrityError fails the
-    # whole fetch statement: drain_queue raises it, and a runjobs producer whose fetch window
-    # holds both jobs fails every fetch, so nothing of the queue runs at all (seen on both
-    # databases: head and retried job available, 0 jobs run in 6 s, "fetching jobs failed"
-    # logged at every retry). Documented: "A job retried (from the admin, retry_job) while
-    # another job of its chain is active waits its turn again".
-    @unittest.expectedFailure
     def test_a_waiting_job_retried_while_its_chain_is_busy_waits_its_turn(self):
         jobs = self.accounts({}, {}, {})
         self.assertEqual(states(jobs), [AVAILABLE, SUSPENDED, SUSPENDED])
@@ -741,14 +724,6 @@ class ConcurrentInsertTests(EffectTable, TransactionTestCase):
         self.assertLess(first.pk, second.pk)
         return [first, second]
 
-    # BUG: the chain's lock (Chain.inserted) is taken after the INSERT drew the job's id, so on
-    # PostgreSQL an insert that draws a later id can take the lock and commit first: the job
-    # with the later id becomes the head and the one with the earlier id waits behind it and
-    # runs after it, against "Order is the order of ids" (chain.py, docs/chains-and-
-    # deadlines.md). Two plain enqueues at the same instant do it in about one race in ten
-    # (test_threads, test_processes); an insert_all that waits on a unique slot after writing
-    # its chained rows does it every time (this test).
-    @unittest.expectedFailure
     @unittest.skipUnless(connection.vendor == "postgresql",
                          "SQLite has one writer: an insert transaction holds it from BEGIN")
     def test_order_of_ids_when_a_later_insert_commits_first(self):
@@ -758,11 +733,6 @@ class ConcurrentInsertTests(EffectTable, TransactionTestCase):
         self.assertEqual(states(jobs), [AVAILABLE, SUSPENDED],
                          "the job with the later id became the head of the chain")
 
-    # BUG: chain_heads picks the job "before" a waiting job by id, so a follower whose id is
-    # lower than its head's (the race above) has no job before it: when the head is discarded
-    # under on_discarded="hold", the follower is released and runs anyway (the hold is
-    # skipped).
-    @unittest.expectedFailure
     @unittest.skipUnless(connection.vendor == "postgresql",
                          "SQLite has one writer: an insert transaction holds it from BEGIN")
     def test_hold_when_a_later_insert_commits_first(self):
@@ -876,14 +846,6 @@ class NodeChainTests(NodeTestCase):
         self.assertEqual(self.most_at_once(), 1)
         self.stop_runjobs(node, within=SLACK)
 
-    # BUG: cancelling a running chained job (control.cancel_job) releases the next job in the
-    # cancel's own transaction, while the cancelled attempt is still running: it is only
-    # interrupted later (at once for Python code on PostgreSQL's NOTIFY, at the next heartbeat
-    # on SQLite, and only when the call returns for a job blocked in C, such as an HTTP
-    # request), so the two jobs of the chain run at the same time, against "Jobs of one chain
-    # run strictly one at a time" / "never two at once" (docs/chains-and-deadlines.md). Here
-    # the first job is blocked 3 s in time.sleep and the second one completes meanwhile.
-    @unittest.expectedFailure
     def test_a_cancelled_running_job_stops_before_the_next_one_starts(self):
         node = self.start_node("canceller", limit=4)
         jobs = insert_all(w.BlockingChain.new({"account": "cancel", "seq": s,

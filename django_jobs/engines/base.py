@@ -267,7 +267,7 @@ class Engine(abc.ABC):
     def transition(self, jobs: QuerySet | Collection[int] | None, state: str | None, *,
                    only_from: Collection[str], values: Mapping[str, Any] | None = None,
                    each: Mapping[int, Mapping[str, Any]] | None = None,
-                   known: Mapping[int, Any] | None = None) -> int:
+                   known: Mapping[int, Any] | None = None, interrupting: bool = False) -> int:
         """Move ``jobs`` that are in one of ``only_from`` to ``state`` (None deletes them);
         return how many changed. This is the one way a job's state is written, other than the
         fetch.
@@ -280,7 +280,8 @@ class Engine(abc.ABC):
         one statement per :data:`WRITE_CHUNK` jobs; there, None for a column that cannot be
         NULL (``meta``, say) keeps the job's value. ``known`` maps ids to the jobs as the
         caller holds them (their ``worker``, ``queue``, ``meta`` and ``state``), which saves
-        reading the rows back.
+        reading the rows back. ``interrupting``: executing jobs among ``jobs`` go on running
+        for a moment (a cancel from outside); their changes say so (``still_running``).
 
         The door keeps what goes with a state: ``unique_key`` is kept only while the new state
         is one of the job's unique states; a final state sets its timestamp
@@ -324,7 +325,8 @@ class Engine(abc.ABC):
             new_meta = columns.get("meta")
             self._hand_over([
                 JobChange(pk, worker, queue, new_meta if isinstance(new_meta, dict) else meta,
-                          old, state) for pk, worker, queue, meta, old in rows])
+                          old, state, interrupting and old == JobState.EXECUTING)
+                for pk, worker, queue, meta, old in rows])
         return count
 
     def _watched(self, known: Mapping[int, Any] | None) -> bool:

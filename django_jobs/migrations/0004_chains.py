@@ -1,5 +1,6 @@
-# Chains (django_jobs.pro.chain): the indexes that find a chain's first waiting job and its
-# active job, and a backstop that no two jobs of one chain ever run at once.
+# Chains (django_jobs.pro.chain): the chain id as a generated column, the indexes that find a
+# chain's first waiting job, its active job and the job before another, and a backstop that no
+# two jobs of one chain ever run at once.
 
 import django.db.models.fields.json
 from django.db import migrations, models
@@ -12,16 +13,29 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        migrations.RemoveIndex(
             model_name='job',
-            index=models.Index(django.db.models.fields.json.KeyTextTransform('chain_id', 'meta'), models.F('id'), condition=models.Q(('meta__has_key', 'chain_id'), ('state', 'suspended')), name='django_jobs_chain_waiting'),
+            name='django_jobs_chain',
+        ),
+        migrations.AddField(
+            model_name='job',
+            name='chain',
+            field=models.GeneratedField(db_persist=True, expression=django.db.models.fields.json.KeyTextTransform('chain_id', 'meta'), output_field=models.CharField(max_length=64, null=True)),
         ),
         migrations.AddIndex(
             model_name='job',
-            index=models.Index(django.db.models.fields.json.KeyTextTransform('chain_id', 'meta'), condition=models.Q(('meta__has_key', 'chain_id'), ('state__in', ['available', 'scheduled', 'executing', 'retryable'])), name='django_jobs_chain_active'),
+            index=models.Index(condition=models.Q(('chain__isnull', False)), fields=['chain', 'id'], name='django_jobs_chain'),
+        ),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(condition=models.Q(('chain__isnull', False), ('state', 'suspended')), fields=['chain', 'id'], name='django_jobs_chain_waiting'),
+        ),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(condition=models.Q(('chain__isnull', False), ('state__in', ['available', 'scheduled', 'executing', 'retryable'])), fields=['chain'], name='django_jobs_chain_active'),
         ),
         migrations.AddConstraint(
             model_name='job',
-            constraint=models.UniqueConstraint(django.db.models.fields.json.KeyTextTransform('chain_id', 'meta'), condition=models.Q(('meta__has_key', 'chain_id'), ('state', 'executing')), name='django_jobs_chain_running'),
+            constraint=models.UniqueConstraint(condition=models.Q(('chain__isnull', False), ('state', 'executing')), fields=('chain',), name='django_jobs_chain_running'),
         ),
     ]

@@ -9,7 +9,6 @@ from django.db import models
 from django.db.models import Case, Exists, F, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
-from django.db.models.lookups import Exact, In
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
@@ -51,7 +50,8 @@ def _state_bit() -> Case:
 class JobChange:
     """One job whose state changed, as :data:`django_jobs.signals.state_changed` reports it:
     its id, worker path, queue and meta (after the change), the state it left and the state it
-    entered (``None`` when it was deleted)."""
+    entered (``None`` when it was deleted), and ``still_running``: the job was executing and
+    its attempt goes on for a moment (a cancel from outside: the node stops it soon)."""
 
     id: int
     worker: str
@@ -59,6 +59,7 @@ class JobChange:
     meta: dict[str, Any]
     old: str
     new: str | None
+    still_running: bool = False
 
 
 def error_entry(attempt: int, at: Any, text: str) -> dict[str, Any]:
@@ -89,16 +90,14 @@ class JobQuerySet(models.QuerySet):
     through ``Engine.transition``, never through these."""
 
     def chained(self) -> JobQuerySet:
-        """Jobs that belong to a chain, with their chain id as ``chain``."""
-        return self.filter(meta__has_key="chain_id").annotate(chain=KT("meta__chain_id"))
+        """Jobs that belong to a chain (their ``chain`` column is set)."""
+        return self.filter(chain__isnull=False)
 
     def in_chains(self, chains) -> JobQuerySet:
-        # The plain IN lookup, not the JSON key one (which would read the values as JSON):
-        # the same expression as the chain indexes.
-        return self.chained().filter(In(KT("meta__chain_id"), list(chains)))
+        return self.filter(chain__in=list(chains))
 
     def in_chain(self, chain: str) -> JobQuerySet:
-        return self.chained().filter(Exact(KT("meta__chain_id"), chain))
+        return self.filter(chain=chain)
 
     def chain_heads(self, chains) -> list[dict[str, Any]]:
         """For each of ``chains`` that has no active job (available, scheduled, executing,
@@ -108,16 +107,17 @@ class JobQuerySet(models.QuerySet):
         chains = list(chains)
         if not chains:
             return []
-        active = self.chained().filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
+        active = self.filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
         firsts = (self.in_chains(chains).filter(state=JobState.SUSPENDED)
-                  .filter(~Exists(active)).values("chain").annotate(first=Min("id"))
-                  .values_list("first", flat=True))
-        before = (self.chained().filter(chain=OuterRef("chain"), id__lt=OuterRef("id"))
-                  .order_by("-id").values("state")[:1])
-        return list(self.chained().filter(pk__in=list(firsts))
-                    .annotate(previous=Subquery(before))
+                  .filter(~Exists(active)).order_by().values("chain")
+                  .annotate(first=Min("id")).values_list("first", flat=True))
+        before = (self.filter(chain=OuterRef("chain"), id__lt=OuterRef("id"))
+                  .order_by("-id"))
+        return list(self.filter(pk__in=list(firsts))
+                    .annotate(previous=Subquery(before.values("state")[:1]),
+                              previous_cancelled_at=Subquery(before.values("cancelled_at")[:1]))
                     .values("id", "chain", "worker", "queue", "meta", "scheduled_at",
-                            "previous"))
+                            "previous", "previous_cancelled_at"))
 
     def chain_has_active(self, chain: str, *, besides: int) -> bool:
         """Whether ``chain`` has an active job other than job ``besides``."""
@@ -125,13 +125,13 @@ class JobQuerySet(models.QuerySet):
 
     def waiting_chains(self, limit: int = 1000) -> list[str]:
         """Chains with waiting jobs and no active one (the leader's repair sweep)."""
-        active = self.chained().filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
+        active = self.filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
         return list(self.chained().filter(state=JobState.SUSPENDED).filter(~Exists(active))
                     .order_by().values_list("chain", flat=True).distinct()[:limit])
 
     def chain_neighbours(self, job: Job) -> tuple[Job | None, Job | None]:
         """The jobs before and after ``job`` in its chain (None where there is none)."""
-        chain = (job.meta or {}).get("chain_id")
+        chain = job.chain
         if not chain:
             return None, None
         jobs = self.in_chain(chain)
@@ -183,6 +183,14 @@ class Job(models.Model):
         db_persist=True,
         editable=False,
     )
+    # Chains (django_jobs.pro.chain): the job's chain id, from its meta, as a column of its
+    # own so that the chain indexes are plain ones every database matches.
+    chain = models.GeneratedField(
+        expression=KT("meta__chain_id"),
+        output_field=models.CharField(max_length=64, null=True),
+        db_persist=True,
+        editable=False,
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -215,16 +223,16 @@ class Job(models.Model):
             # Batches: every job of one batch (progress, callbacks, all_batch_jobs).
             models.Index(KT("meta__batch_id"), "state",
                          condition=Q(meta__has_key="batch_id"), name="django_jobs_batch"),
-            # Chains: the previous link of a chain, in insertion order.
-            models.Index(KT("meta__chain_id"), "id",
-                         condition=Q(meta__has_key="chain_id"), name="django_jobs_chain"),
+            # Chains: the job before another in its chain, in insertion order.
+            models.Index(fields=["chain", "id"], condition=Q(chain__isnull=False),
+                         name="django_jobs_chain"),
             # Chains: the first waiting job of a chain (released when its turn comes).
-            models.Index(KT("meta__chain_id"), "id",
-                         condition=Q(meta__has_key="chain_id", state=JobState.SUSPENDED),
+            models.Index(fields=["chain", "id"],
+                         condition=Q(chain__isnull=False, state=JobState.SUSPENDED),
                          name="django_jobs_chain_waiting"),
             # Chains: whether a chain has an active job (its head).
-            models.Index(KT("meta__chain_id"),
-                         condition=Q(meta__has_key="chain_id",
+            models.Index(fields=["chain"],
+                         condition=Q(chain__isnull=False,
                                      state__in=[JobState.AVAILABLE, JobState.SCHEDULED,
                                                 JobState.EXECUTING, JobState.RETRYABLE]),
                          name="django_jobs_chain_active"),
@@ -238,9 +246,8 @@ class Job(models.Model):
                                     name="django_jobs_unique_slot"),
             # Chains: never two running jobs of one chain (a backstop; the chain feature
             # releases one job at a time under a per-chain lock).
-            models.UniqueConstraint(KT("meta__chain_id"),
-                                    condition=Q(meta__has_key="chain_id",
-                                                state=JobState.EXECUTING),
+            models.UniqueConstraint(fields=["chain"],
+                                    condition=Q(chain__isnull=False, state=JobState.EXECUTING),
                                     name="django_jobs_chain_running"),
             models.CheckConstraint(condition=Q(attempt__gte=0, attempt__lte=F("max_attempts")),
                                    name="django_jobs_attempt_range"),

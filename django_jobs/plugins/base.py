@@ -40,6 +40,8 @@ class Plugin:
     interval: float = 1.0
 
     def __init__(self) -> None:
+        # Django names a failing receiver by its __qualname__ (send_robust's log line).
+        self.__qualname__ = f"{type(self).__qualname__}[{self.name}]"
         #: When each node last ran this plugin (time.monotonic()), per node object.
         self._last_run: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 

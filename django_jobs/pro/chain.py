@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,10 @@ def parse_chain(value: Any) -> ChainSpec:
     return ChainSpec(by=tuple(parts), **policies)
 
 
+#: Set while release() moves waiting jobs on (Chain.acked then has nothing to do).
+_releasing = threading.local()
+
+
 def lock_keys(chains: Iterable[str]) -> list[str]:
     return [f"django_jobs.chain:{chain}" for chain in sorted(set(chains))]
 
@@ -144,9 +149,16 @@ def spec_for(worker_path: str) -> ChainSpec | None:
     return None
 
 
-def release(using: str, chains: Iterable[str]) -> dict[int, str]:
+#: Seconds the sweep leaves a chain whose job was just cancelled from outside: time for the
+#: node running it to stop it (NOTIFY or its next heartbeat, within about a second).
+SETTLE = 5.0
+
+
+def release(using: str, chains: Iterable[str], *, settle: float = 0.0) -> dict[int, str]:
     """Release the first waiting job of each of ``chains`` whose turn has come; the caller
-    holds the chains' locks. Returns the released jobs' ids with their new states."""
+    holds the chains' locks. With ``settle``, a chain whose last job was cancelled less than
+    ``settle`` seconds ago waits (it may have been running). Returns the released jobs' ids
+    with their new states."""
     engine = get_engine(using)
     heads = Job.objects.using(using).chain_heads(chains)
     if not heads:
@@ -157,12 +169,21 @@ def release(using: str, chains: Iterable[str]) -> dict[int, str]:
         spec = spec_for(head["worker"]) or ChainSpec(by=(("worker",),))
         if not spec.releases_after(head["previous"]):
             continue
+        cancelled = head["previous_cancelled_at"]
+        if settle and head["previous"] == JobState.CANCELLED and cancelled is not None and \
+                (now - cancelled).total_seconds() < settle:
+            continue
         state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
         targets[state][head["id"]] = Row(head["worker"], head["queue"], head["meta"],
                                          JobState.SUSPENDED)
-    for state, rows in targets.items():
-        if rows:
-            engine.transition(list(rows), state, only_from=(JobState.SUSPENDED,), known=rows)
+    _releasing.now = True
+    try:
+        for state, rows in targets.items():
+            if rows:
+                engine.transition(list(rows), state, only_from=(JobState.SUSPENDED,),
+                                  known=rows)
+    finally:
+        _releasing.now = False
     engine.notify([row.queue for row in targets[JobState.AVAILABLE].values()])
     # Under the chain locks, nothing else could have moved these waiting jobs meanwhile.
     return {pk: state for state, rows in targets.items() for pk in rows}
@@ -218,18 +239,27 @@ class Chain(Feature):
         job.meta["chain_id"] = config.chain_id(job.worker, job.args, job.meta)
         job.state = JobState.SUSPENDED  # until its turn: released by inserted() or acked()
 
+    def inserting(self, jobs: list[Job], using: str) -> None:
+        # The chains' locks before the rows draw their ids: ids then follow the order in
+        # which inserts into one chain take turns, which is the chain's order.
+        get_engine(using).serialize(lock_keys({job.meta["chain_id"] for job in jobs}))
+
     def inserted(self, jobs: list[Job], using: str) -> None:
-        chains = {job.meta["chain_id"] for job in jobs}
-        get_engine(using).serialize(lock_keys(chains))
-        released = release(using, chains)
+        released = release(using, {job.meta["chain_id"] for job in jobs})
         for job in jobs:  # the caller's jobs read as their rows do
             job.state = released.get(job.pk, job.state)
 
     def acked(self, changes: list[JobChange], using: str) -> None:
+        if getattr(_releasing, "now", False):
+            return  # our own release moving waiting jobs on
+        # A job that finished moves its chain on, unless its attempt still runs for a moment
+        # (cancelled from outside): then the sweep moves it on once the node has stopped it.
         finished = {c.meta["chain_id"] for c in changes if "chain_id" in c.meta
-                    and (c.new is None or c.new in FINISHED_STATES)}
-        retried = [c for c in changes if "chain_id" in c.meta and c.old in FINISHED_STATES
-                   and c.new in CHAIN_ACTIVE]
+                    and (c.new is None or c.new in FINISHED_STATES) and not c.still_running}
+        # A job made active from outside (retried, run now) waits its turn if its chain has
+        # another active job.
+        retried = [c for c in changes if "chain_id" in c.meta and c.new in CHAIN_ACTIVE
+                   and (c.old in FINISHED_STATES or c.old == JobState.SUSPENDED)]
         chains = finished | {c.meta["chain_id"] for c in retried}
         if not chains:
             return
@@ -246,12 +276,14 @@ class Chain(Feature):
 
 
 class ChainSweep(Plugin):
-    """Releases the chains whose release was lost (every 30 s on the leader): chains with
-    waiting jobs and no active one. The ack-time release is the usual path; this is the
-    safety net (a job deleted with a raw query, a database restored from a backup)."""
+    """Releases the chains whose turn has come without an ack to move them (every 5 s on the
+    leader): chains with waiting jobs and no active one. The ack-time release is the usual
+    path; this one moves on a chain whose running job was cancelled from outside (once the node
+    had a few seconds to stop it), and repairs a chain whose release was lost (a job deleted
+    with a raw query, a database restored from a backup)."""
 
     name = "chain_sweep"
-    interval = 30.0
+    interval = 5.0
 
     def run(self, node, engine, now):
         chains = Job.objects.using(engine.alias).waiting_chains()
@@ -260,7 +292,7 @@ class ChainSweep(Plugin):
             part = chains[start:start + 100]
             with transaction.atomic(using=engine.alias):
                 engine.serialize(lock_keys(part))
-                released += len(release(engine.alias, part))
+                released += len(release(engine.alias, part, settle=SETTLE))
         if released:
             logger.warning("chain sweep released %d waiting jobs whose release was lost",
                            released)

@@ -69,7 +69,12 @@ class Deadline(Feature):
             raise ConfigurationError(str(exc)) from None
 
     def build(self, job, options: Mapping[str, Any], config: DeadlineSpec) -> None:
-        spec = parse_deadline(options["deadline"]) if "deadline" in options else config
+        spec = config
+        if "deadline" in options:
+            given = options["deadline"]
+            spec = parse_deadline(given)
+            if not isinstance(given, Mapping):  # a plain duration keeps the worker's force
+                spec = DeadlineSpec(spec.seconds, config.force)
         at = job.scheduled_at + datetime.timedelta(seconds=spec.seconds)
         job.meta["deadline_at"] = at.isoformat()
         if spec.force:
