@@ -303,7 +303,7 @@ class Engine(abc.ABC):
             return self._write(target, state, columns)
         if known is not None and not isinstance(jobs, QuerySet) and all(
                 pk in known for pk in jobs):
-            with transaction.atomic(using=self.alias):
+            with transaction.atomic(using=self.alias, savepoint=False):
                 # The caller holds the rows: lock and write them, then hand over the ones
                 # that changed (still in only_from).
                 if state is None:
@@ -315,7 +315,7 @@ class Engine(abc.ABC):
                 self._hand_over([_change(pk, known[pk], _old_state(known[pk], only_from), state,
                                          new_meta) for pk in sorted(changed)])
             return len(changed)
-        with transaction.atomic(using=self.alias):
+        with transaction.atomic(using=self.alias, savepoint=False):
             rows = list(target.select_for_update().order_by("id")
                         .values_list("id", "worker", "queue", "meta", "state"))
             if not rows:
@@ -402,7 +402,7 @@ class Engine(abc.ABC):
             with transaction.atomic(using=self.alias) if len(chunks) > 1 else nullcontext():
                 return sum(len(self._write_each(chunk, state, only_from, columns, each))
                            for chunk in chunks)
-        with transaction.atomic(using=self.alias):
+        with transaction.atomic(using=self.alias, savepoint=False):
             if known is not None and all(pk in known for pk in ids) and (
                     len(only_from) == 1 or all(getattr(known[pk], "state", None) in only_from
                                                for pk in ids)):

@@ -154,13 +154,14 @@ def spec_for(worker_path: str) -> ChainSpec | None:
 SETTLE = 5.0
 
 
-def release(using: str, chains: Iterable[str], *, settle: float = 0.0) -> dict[int, str]:
-    """Release the first waiting job of each of ``chains`` whose turn has come; the caller
-    holds the chains' locks. With ``settle``, a chain whose last job was cancelled less than
-    ``settle`` seconds ago waits (it may have been running). Returns the released jobs' ids
-    with their new states."""
+def release(using: str, members: Iterable[int], *,
+            settle: float = 0.0) -> dict[int, str]:
+    """Release the first waiting job of the chain of each of ``members`` (job ids) whose
+    turn has come; the caller holds the chains' locks. With ``settle``, a chain whose last
+    job was cancelled less than ``settle`` seconds ago waits (it may have been running).
+    Returns the released jobs' ids with their new states."""
     engine = get_engine(using)
-    heads = Job.objects.using(using).chain_heads(chains)
+    heads = Job.objects.using(using).chain_heads(members)
     if not heads:
         return {}
     now = timezone.now()
@@ -220,6 +221,18 @@ def chain_status(using: str | None = None, limit: int = 100) -> list[dict[str, A
     return rows
 
 
+def _members(using: str, finished: dict[str, int | None]) -> list[int]:
+    """A job of each chain in ``finished`` (chain -> the id of its job that finished, None
+    when that job was deleted): that job, or a waiting job of the chain."""
+    members = [pk for pk in finished.values() if pk is not None]
+    gone = [chain for chain, pk in finished.items() if pk is None]
+    if gone:
+        members += list(Job.objects.using(using).filter(chain__in=gone, state=JobState.SUSPENDED)
+                        .order_by().values("chain").annotate(member=Min("id"))
+                        .values_list("member", flat=True))
+    return members
+
+
 class Chain(Feature):
     """``chain = {...}``: jobs of one partition run one at a time, in insertion order."""
 
@@ -245,7 +258,10 @@ class Chain(Feature):
         get_engine(using).serialize(lock_keys({job.meta["chain_id"] for job in jobs}))
 
     def inserted(self, jobs: list[Job], using: str) -> None:
-        released = release(using, {job.meta["chain_id"] for job in jobs})
+        first_of_chain = {}
+        for job in jobs:
+            first_of_chain.setdefault(job.meta["chain_id"], job.pk)
+        released = release(using, first_of_chain.values())
         for job in jobs:  # the caller's jobs read as their rows do
             job.state = released.get(job.pk, job.state)
 
@@ -254,13 +270,17 @@ class Chain(Feature):
             return  # our own release moving waiting jobs on
         # A job that finished moves its chain on, unless its attempt still runs for a moment
         # (cancelled from outside): then the sweep moves it on once the node has stopped it.
-        finished = {c.meta["chain_id"] for c in changes if "chain_id" in c.meta
-                    and (c.new is None or c.new in FINISHED_STATES) and not c.still_running}
+        finished: dict[str, int | None] = {}
+        for c in changes:
+            if "chain_id" in c.meta and (c.new is None or c.new in FINISHED_STATES) \
+                    and not c.still_running:
+                kept = c.id if c.new is not None else None  # a deleted job is gone
+                finished[c.meta["chain_id"]] = finished.get(c.meta["chain_id"]) or kept
         # A job made active from outside (retried, run now) waits its turn if its chain has
         # another active job.
         retried = [c for c in changes if "chain_id" in c.meta and c.new in CHAIN_ACTIVE
                    and (c.old in FINISHED_STATES or c.old == JobState.SUSPENDED)]
-        chains = finished | {c.meta["chain_id"] for c in retried}
+        chains = set(finished) | {c.meta["chain_id"] for c in retried}
         if not chains:
             return
         engine = get_engine(using)
@@ -272,7 +292,7 @@ class Chain(Feature):
                 engine.transition([change.id], JobState.SUSPENDED, only_from=(change.new,),
                                   known={change.id: Row(change.worker, change.queue,
                                                         change.meta, change.new)})
-        release(using, finished)
+        release(using, _members(using, finished))
 
 
 class ChainSweep(Plugin):
@@ -286,12 +306,14 @@ class ChainSweep(Plugin):
     interval = 5.0
 
     def run(self, node, engine, now):
-        chains = Job.objects.using(engine.alias).waiting_chains()
+        jobs = Job.objects.using(engine.alias)
+        members = jobs.waiting_chains()
         released = 0
-        for start in range(0, len(chains), 100):
-            part = chains[start:start + 100]
+        for start in range(0, len(members), 100):
+            part = members[start:start + 100]
             with transaction.atomic(using=engine.alias):
-                engine.serialize(lock_keys(part))
+                chains = jobs.filter(pk__in=part).values_list("chain", flat=True)
+                engine.serialize(lock_keys(chains))
                 released += len(release(engine.alias, part, settle=SETTLE))
         if released:
             logger.warning("chain sweep released %d waiting jobs whose release was lost",
