@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import registry
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, WorkerNotImportable
 
 #: States an attempt can end in, as :meth:`Feature.after` and worker hooks see them (Oban's
 #: names): ``complete``, ``cancel``, ``discard``, ``error`` (failed, retried or discarded) and
@@ -85,6 +85,10 @@ class Feature:
 
     #: Short name, used in error messages.
     name: str = ""
+    #: A meta key: the feature also takes the written moments (``inserting``, ``inserted``,
+    #: ``acked``) of every job whose meta has this key, whatever its worker (batches: their
+    #: members may be jobs of any worker).
+    meta_key: str | None = None
     #: Per-job options of ``new()`` that this feature reads (``new(args, deadline=60)``).
     #: Options nobody declares are refused, naming the close matches.
     options: tuple[str, ...] = ()
@@ -164,6 +168,8 @@ def writers(worker: type, method: str) -> tuple[Feature, ...]:
 
 #: Whether any registered feature implements inserted / acked (else nothing to look up).
 _any_writers: dict[str, bool] = {"inserting": False, "inserted": False, "acked": False}
+#: Per method: the features with a ``meta_key`` that implement it.
+_meta_writers: dict[str, tuple[Feature, ...]] = {method: () for method in _any_writers}
 
 
 def any_writers(method: str) -> bool:
@@ -171,11 +177,28 @@ def any_writers(method: str) -> bool:
     return _any_writers[method]
 
 
+def job_writers(worker_path: str, meta: Any, method: str) -> tuple[Feature, ...]:
+    """The features that take ``method`` (``inserting``, ``inserted``, ``acked``) for a job
+    of worker ``worker_path`` with ``meta``: those of the worker's pipeline, then those whose
+    ``meta_key`` the meta has. (A worker that cannot be imported has no pipeline.)"""
+    try:
+        found = writers(registry.resolve_worker(worker_path), method)
+    except WorkerNotImportable:
+        found = ()
+    if _meta_writers[method] and isinstance(meta, Mapping):
+        extra = tuple(f for f in _meta_writers[method] if f.meta_key in meta and f not in found)
+        if extra:
+            return found + extra
+    return found
+
+
 def _registry_changed() -> None:
     _pipelines.clear()
     _writers.clear()
     for method in _any_writers:
         _any_writers[method] = any(_implements(f, method) for f in _features)
+        _meta_writers[method] = tuple(f for f in _features
+                                      if f.meta_key and _implements(f, method))
 
 
 def register_feature(feature: Feature) -> Feature:

@@ -112,7 +112,7 @@ def _watchers(jobs: list[Job], method: str) -> dict:
         return {}
     watchers: dict = {}
     for job in jobs:
-        for feature in features.writers(resolve_worker(job.worker), method):
+        for feature in features.job_writers(job.worker, job.meta, method):
             watchers.setdefault(feature, []).append(job)
     return watchers
 

@@ -30,12 +30,10 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from .. import features, signals
-from ..exceptions import WorkerNotImportable
 from ..execution.outcome import Outcome
 from ..jsonutil import dumps
 from ..models import (FINISHED_AT, FINISHED_STATES, Job, JobChange, JobState, Peer, Producer,
                       error_entry, unique_key_after)
-from ..registry import resolve_worker
 from .wakeup import wake_local
 
 if TYPE_CHECKING:
@@ -337,15 +335,8 @@ class Engine(abc.ABC):
             return False
         if known is None:
             return True
-        return any(self._acking(job.worker) for job in known.values())
-
-    @staticmethod
-    def _acking(path: str) -> tuple:
-        """The job features that take the acked moment for jobs of worker ``path``."""
-        try:
-            return features.writers(resolve_worker(path), "acked")
-        except WorkerNotImportable:
-            return ()
+        return any(features.job_writers(job.worker, job.meta, "acked")
+                   for job in known.values())
 
     def _hand_over(self, changes: list[JobChange]) -> None:
         """The changes to the ``state_changed`` receivers and the features that watch them,
@@ -358,7 +349,7 @@ class Engine(abc.ABC):
         if features.any_writers("acked"):
             by_feature: dict[Any, list[JobChange]] = {}
             for change in changes:
-                for feature in self._acking(change.worker):
+                for feature in features.job_writers(change.worker, change.meta, "acked"):
                     by_feature.setdefault(feature, []).append(change)
             for feature, subset in by_feature.items():
                 feature.acked(subset, self.alias)
