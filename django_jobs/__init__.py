@@ -20,6 +20,11 @@ _LAZY = {
     "register_feature": "django_jobs.features",
     "attach_hook": "django_jobs.pro.hooks",
     "fetch_recorded": "django_jobs.pro.recorded",
+    "BatchWorker": "django_jobs.pro.batch",
+    "new_batch": "django_jobs.pro.batch",
+    "all_batch_jobs": "django_jobs.pro.batch",
+    "stream_batch_jobs": "django_jobs.pro.batch",
+    "batch_status": "django_jobs.pro.batch",
     "detach_hook": "django_jobs.pro.hooks",
     "cancel_all_jobs": "django_jobs.control",
     "cancel_job": "django_jobs.control",
@@ -45,6 +50,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchWorker",
     "Cancel",
     "ConfigurationError",
     "Discard",
@@ -55,7 +61,9 @@ __all__ = [
     "UnknownOptionError",
     "Worker",
     "WorkerNotImportable",
+    "all_batch_jobs",
     "attach_hook",
+    "batch_status",
     "cancel_all_jobs",
     "cancel_job",
     "delete_all_jobs",
@@ -64,6 +72,7 @@ __all__ = [
     "fetch_recorded",
     "insert",
     "insert_all",
+    "new_batch",
     "new_job",
     "pause_queue",
     "register_feature",
@@ -71,4 +80,5 @@ __all__ = [
     "retry_all_jobs",
     "retry_job",
     "scale_queue",
+    "stream_batch_jobs",
 ]

@@ -63,6 +63,7 @@ class Row(NamedTuple):
     queue: str
     meta: dict
     state: str
+    attempt: int | None = None
 
 
 class Engine(abc.ABC):
@@ -311,20 +312,23 @@ class Engine(abc.ABC):
                     changed = self._returning_ids(target, columns)
                 new_meta = columns.get("meta")
                 self._hand_over([_change(pk, known[pk], _old_state(known[pk], only_from), state,
-                                         new_meta) for pk in sorted(changed)])
+                                         new_meta, columns.get("attempt"))
+                                 for pk in sorted(changed)])
             return len(changed)
         with transaction.atomic(using=self.alias, savepoint=False):
             rows = list(target.select_for_update().order_by("id")
-                        .values_list("id", "worker", "queue", "meta", "state"))
+                        .values_list("id", "worker", "queue", "meta", "state", "attempt"))
             if not rows:
                 return 0
             count = self._write(self.jobs.filter(pk__in=[row[0] for row in rows],
                                                  state__in=list(only_from)), state, columns)
             new_meta = columns.get("meta")
+            new_attempt = columns.get("attempt")
             self._hand_over([
                 JobChange(pk, worker, queue, new_meta if isinstance(new_meta, dict) else meta,
-                          old, state, interrupting and old == JobState.EXECUTING)
-                for pk, worker, queue, meta, old in rows])
+                          old, state, interrupting and old == JobState.EXECUTING,
+                          new_attempt if isinstance(new_attempt, int) else attempt)
+                for pk, worker, queue, meta, old, attempt in rows])
         return count
 
     def _watched(self, known: Mapping[int, Any] | None) -> bool:
@@ -402,17 +406,19 @@ class Engine(abc.ABC):
                 changed = [pk for chunk in chunks
                            for pk in self._write_each(chunk, state, only_from, columns, each)]
                 changes = [_change(pk, known[pk], _old_state(known[pk], only_from), state,
-                                   each[pk].get("meta")) for pk in changed]
+                                   each[pk].get("meta"), each[pk].get("attempt"))
+                           for pk in changed]
             else:
                 rows = list(self.jobs.filter(pk__in=ids, state__in=list(only_from))
                             .select_for_update().order_by("id")
-                            .values_list("id", "worker", "queue", "meta", "state"))
+                            .values_list("id", "worker", "queue", "meta", "state", "attempt"))
                 locked = [row[0] for row in rows]
                 for start in range(0, len(locked), WRITE_CHUNK):
                     self._write_each(locked[start:start + WRITE_CHUNK], state, only_from,
                                      columns, each)
-                changes = [JobChange(pk, worker, queue, each[pk].get("meta") or meta, old, state)
-                           for pk, worker, queue, meta, old in rows]
+                changes = [JobChange(pk, worker, queue, each[pk].get("meta") or meta, old, state,
+                                     attempt=each[pk].get("attempt", attempt))
+                           for pk, worker, queue, meta, old, attempt in rows]
             self._hand_over(changes)
         return len(changes)
 
@@ -484,7 +490,7 @@ class Engine(abc.ABC):
         due = list(self.jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
                                     scheduled_at__lte=now)
                    .order_by("scheduled_at", "id")
-                   .values_list("id", "worker", "queue", "meta", "state")[:limit])
+                   .values_list("id", "worker", "queue", "meta", "state", "attempt")[:limit])
         if not due:
             return []
         # The door filters on the states again: a job cancelled between the two statements
@@ -505,7 +511,7 @@ class Engine(abc.ABC):
                                                       "discarded_at"))
                     .filter(state__in=FINISHED_STATES, finished__lt=before)
                     .order_by("finished").values_list("id", "worker", "queue", "meta",
-                                                      "state")[:limit])
+                                                      "state", "attempt")[:limit])
         if not rows:
             return 0
         return self.transition([row[0] for row in rows], None, only_from=FINISHED_STATES,
@@ -615,8 +621,10 @@ def _old_state(job: Any, only_from: Collection[str]) -> str:
     return state if state in only_from else next(iter(only_from))
 
 
-def _change(pk: int, job: Any, old: str, new: str | None, meta: Any) -> JobChange:
-    """The change of a job the caller holds (``meta`` is its new meta, if the change set
-    one)."""
+def _change(pk: int, job: Any, old: str, new: str | None, meta: Any,
+            attempt: Any = None) -> JobChange:
+    """The change of a job the caller holds (``meta`` and ``attempt`` are its new ones, if the
+    change set them)."""
     return JobChange(pk, job.worker, job.queue, meta if isinstance(meta, dict) else job.meta,
-                     old, new)
+                     old, new, attempt=attempt if isinstance(attempt, int)
+                     else getattr(job, "attempt", None))

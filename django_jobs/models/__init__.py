@@ -1,8 +1,22 @@
+from .batch import Batch
 from .cron import CronEntry, CronSource
 from .job import (FINISHED_AT, FINISHED_STATES, STATE_BITS, Job, JobChange, JobState, error_entry,
                   unique_key_after)
 from .peer import Peer
 from .producer import Producer
 
-__all__ = ["FINISHED_AT", "FINISHED_STATES", "STATE_BITS", "CronEntry", "CronSource", "Job",
-           "JobChange", "JobState", "Peer", "Producer", "error_entry", "unique_key_after"]
+__all__ = [
+                  "FINISHED_AT",
+                  "FINISHED_STATES",
+                  "STATE_BITS",
+                  "Batch",
+                  "CronEntry",
+                  "CronSource",
+                  "Job",
+                  "JobChange",
+                  "JobState",
+                  "Peer",
+                  "Producer",
+                  "error_entry",
+                  "unique_key_after",
+]

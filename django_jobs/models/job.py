@@ -50,8 +50,9 @@ def _state_bit() -> Case:
 class JobChange:
     """One job whose state changed, as :data:`django_jobs.signals.state_changed` reports it:
     its id, worker path, queue and meta (after the change), the state it left and the state it
-    entered (``None`` when it was deleted), and ``still_running``: the job was executing and
-    its attempt goes on for a moment (a cancel from outside: the node stops it soon)."""
+    entered (``None`` when it was deleted), ``still_running``: the job was executing and its
+    attempt goes on for a moment (a cancel from outside: the node stops it soon), and
+    ``attempt``: the job's attempt number after the change (None where unknown)."""
 
     id: int
     worker: str
@@ -60,6 +61,7 @@ class JobChange:
     old: str
     new: str | None
     still_running: bool = False
+    attempt: int | None = None
 
 
 def error_entry(attempt: int, at: Any, text: str) -> dict[str, Any]:
@@ -239,6 +241,16 @@ class Job(models.Model):
         editable=False,
     )
 
+    # Batches (django_jobs.pro.batch): the batch a job is a member of, from its meta (a
+    # batch's callback jobs carry its batch_id too, but are not members).
+    batch = models.GeneratedField(
+        expression=Case(When(meta__has_key="batch_callback", then=None),
+                        default=KT("meta__batch_id")),
+        output_field=models.CharField(max_length=64, null=True),
+        db_persist=True,
+        editable=False,
+    )
+
     objects = JobQuerySet.as_manager()
 
     class Meta:
@@ -267,9 +279,10 @@ class Job(models.Model):
             # Pruner: finished jobs by the time they finished (the query uses the same COALESCE).
             models.Index(Coalesce("completed_at", "cancelled_at", "discarded_at"),
                          condition=Q(state__in=FINISHED_STATES), name="django_jobs_prune"),
-            # Batches: every job of one batch (progress, callbacks, all_batch_jobs).
-            models.Index(KT("meta__batch_id"), "state",
-                         condition=Q(meta__has_key="batch_id"), name="django_jobs_batch"),
+            # Batches: the members of one batch (all_batch_jobs, stream_batch_jobs, the
+            # sweep's recount by state).
+            models.Index(fields=["batch", "id"], condition=Q(batch__isnull=False),
+                         name="django_jobs_batch_members"),
             # Chains: the job before another in its chain, in insertion order.
             models.Index(fields=["chain", "id"], condition=Q(chain__isnull=False),
                          name="django_jobs_chain"),
