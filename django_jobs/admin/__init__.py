@@ -11,7 +11,8 @@ To use a custom AdminSite, register the same classes on it::
 
 from django.contrib import admin
 
-from ..models import CronEntry, Job, Peer, Producer
+from ..models import Batch, CronEntry, Job, Peer, Producer
+from .batches import BatchAdmin
 from .cron import CronEntryAdmin
 from .jobs import JobAdmin
 from .panels import register_panel, unregister_panel
@@ -38,6 +39,7 @@ admin.site.register(Job, JobAdmin)
 admin.site.register(Peer, PeerAdmin)
 admin.site.register(Producer, ProducerAdmin)
 admin.site.register(CronEntry, CronEntryAdmin)
+admin.site.register(Batch, BatchAdmin)
 
-__all__ = ["CronEntryAdmin", "JobAdmin", "PeerAdmin", "ProducerAdmin", "ReadOnlyAdmin",
-           "register_panel", "unregister_panel"]
+__all__ = ["BatchAdmin", "CronEntryAdmin", "JobAdmin", "PeerAdmin", "ProducerAdmin",
+           "ReadOnlyAdmin", "register_panel", "unregister_panel"]

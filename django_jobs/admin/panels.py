@@ -24,7 +24,7 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
-from ..models import Job, JobState
+from ..models import Batch, Job, JobState
 from ..pro import terms
 from ..pro.chain import spec_for as _chain_spec
 from ..pro.encrypted import SEALED, is_sealed
@@ -169,6 +169,22 @@ def _chain(request, job):
             "next": after, "next_url": after and _job_url(request, after)}
 
 
+def _batch(request, job):
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    batch_id = meta.get("batch_id")
+    if not batch_id:
+        return None
+    batch = Batch.objects.using(job._state.db or "default").filter(pk=batch_id).first()
+    site = getattr(request, "current_app", None) or "admin"
+    try:
+        url = reverse(f"{site}:django_jobs_batch_change", args=[batch_id])
+        members = reverse(f"{site}:django_jobs_job_changelist") + f"?batch={batch_id}"
+    except Exception:  # the batch admin is not registered on this site
+        url = members = None
+    return {"batch_id": batch_id, "batch": batch, "url": url, "members_url": members,
+            "callback": meta.get("batch_callback")}
+
+
 def _deadline(request, job):
     meta = job.meta if isinstance(job.meta, dict) else {}
     if "deadline_at" not in meta:
@@ -210,6 +226,8 @@ register_panel("tags", title="Tags", order=50, context=_tags,
                template="admin/django_jobs/panels/tags.html")
 register_panel("deadline", title="Deadline", order=15, context=_deadline,
                template="admin/django_jobs/panels/deadline.html")
+register_panel("batch", title="Batch", order=54, context=_batch,
+               template="admin/django_jobs/panels/batch.html")
 register_panel("chain", title="Chain", order=55, context=_chain,
                template="admin/django_jobs/panels/chain.html")
 register_panel("cron", title="Cron origin", order=60, context=_cron,

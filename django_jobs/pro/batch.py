@@ -218,11 +218,12 @@ def batch_status(batch_id: str, *, using: str | None = None) -> BatchStatus:
     state once run: ``completed``, ``failed`` for retryable/discarded, ...)."""
     alias = using or get_engine().alias
     batch = Batch.objects.using(alias).get(pk=batch_id)
-    return _statuses([batch], alias)[batch_id]
+    return batch_statuses([batch], alias)[batch_id]
 
 
-def _statuses(batches: Sequence[Batch], alias: str) -> dict[str, BatchStatus]:
-    """Statuses of many batches with one query for their callback jobs."""
+def batch_statuses(batches: Sequence[Batch], alias: str) -> dict[str, BatchStatus]:
+    """Statuses of many batches (as :func:`batch_status`), with one query for all their
+    callback jobs."""
     ids = [pk for batch in batches for pk in (batch.callbacks or {}).values()]
     states = dict(Job.objects.using(alias).filter(pk__in=ids).values_list("id", "state"))
     result = {}

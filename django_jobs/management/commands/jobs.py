@@ -15,8 +15,9 @@ from django.utils import timezone
 from ... import control
 from ...build import validate_queue
 from ...exceptions import ConfigurationError, InvalidJobError
-from ...models import CronEntry, CronSource, Job, JobState, Producer
+from ...models import Batch, CronEntry, CronSource, Job, JobState, Producer
 from ...plugins.cron import next_runs
+from ...pro.batch import batch_statuses
 from ...pro.chain import chain_status
 from ...pro.encrypted import reencrypt_jobs
 
@@ -84,6 +85,10 @@ class Command(BaseCommand):
         p.add_argument("--priority", type=int)
         for name in ("pause", "resume", "delete"):
             cron.add_parser(name, help=f"{name} an entry").add_argument("name")
+        p = sub.add_parser("batches", help="batches with their progress and handlers")
+        p.add_argument("--all", action="store_true",
+                       help="Also batches whose every handler ran (default: open ones).")
+        p.add_argument("--limit", type=positive_int, default=50)
         p = sub.add_parser("chains", help="chains with waiting jobs: running, held (and why) "
                                           "or due")
         p.add_argument("--held", action="store_true", help="Only the held chains.")
@@ -110,6 +115,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{action}: {changed} of {len(options['ids'])} jobs changed")
         elif action == "cron":
             self._cron(options)
+        elif action == "batches":
+            self._batches(options["all"], options["limit"])
         elif action == "chains":
             rows = [r for r in chain_status() if r["status"] == "held" or not options["held"]]
             if not rows:
@@ -132,6 +139,28 @@ class Command(BaseCommand):
                                    f"or altered row); they were left as they are")
         else:
             self._stats(options["watch"])
+
+    def _batches(self, everything: bool, limit: int) -> None:
+        batches = list(Batch.objects.order_by("-created_at")[:limit * 4])
+        statuses = batch_statuses(batches, Batch.objects.db)
+        shown = 0
+        for batch in batches:
+            status = statuses[batch.pk]
+            if not everything and batch.has_fired("handle_exhausted") and "pending" not in \
+                    status.handlers.values():
+                continue
+            counts = ", ".join(f"{n} {name}" for name, n in status.counts.items()
+                               if n and name != "members")
+            handlers = ", ".join(f"{name.removeprefix('handle_')}: {state}"
+                                 for name, state in status.handlers.items())
+            self.stdout.write(f"{batch.pk}  {batch.members} members, "
+                              f"{round(batch.progress * 100)}% finished ({counts or 'none'})  "
+                              f"handlers: {handlers or '-'}")
+            shown += 1
+            if shown >= limit:
+                break
+        if not shown:
+            self.stdout.write("no open batches" if not everything else "no batches")
 
     def _cron(self, options) -> None:
         action = options["cron_action"]
