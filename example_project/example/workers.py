@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.core.mail import send_mail
 from django.db.models import Count
 
-from django_jobs import Cancel, Worker
+from django_jobs import BatchWorker, Cancel, Worker, batch_status
 from django_jobs.models import Job
 from django_jobs.pro import structured as s
 
@@ -165,3 +165,23 @@ class FlashSaleNotifier(Worker):
 
     def perform(self, job):
         logger.info("flash sale %s announced to %s", job.args["sale"], job.args["email"])
+
+
+class MailingBatch(BatchWorker):
+    """A mailing as one batch: each member sends one issue; the handlers run once when the
+    whole batch completed, and when it is over whatever happened (see docs/batches.md)."""
+
+    queue = "mailers"
+    max_attempts = 3
+
+    def process(self, job):
+        send_mail(f"Issue #{job.args['issue']}", "This week: batches.", None,
+                  [job.args["email"]])
+
+    def handle_completed(self, job):
+        logger.info("mailing %s: every mail sent", job.args["mailing"])
+
+    def handle_exhausted(self, job):
+        status = batch_status(job.meta["batch_id"])
+        logger.info("mailing %s over: %s", job.args["mailing"], status.counts)
+        return status.counts

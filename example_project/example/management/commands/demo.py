@@ -21,7 +21,8 @@ from django_jobs import InvalidJobError, fetch_recorded
 from django_jobs.conf import jobs_settings
 from django_jobs.models import Job, JobState
 from example.workers import (AccountWebhook, FlakyWorker, FlashSaleNotifier, InvoiceWorker,
-                             NewsletterMailer, PayoutWorker, ReportWorker, WelcomeMailer)
+                             MailingBatch, NewsletterMailer, PayoutWorker, ReportWorker,
+                             WelcomeMailer)
 
 #: Jobs of these workers belong to the demo (and are deleted when it starts again).
 DEMO_PREFIX = "example.workers."
@@ -139,6 +140,12 @@ class Command(BaseCommand):
         self.line(f"{'chain':<11}{len(jobs)} AccountWebhook jobs, 2 accounts -> "
                   + ", ".join(f"#{job.pk} {job.state}" for job in jobs))
 
+        # A batch: ten mails as one group; its handlers run once, when all are done.
+        jobs = django_jobs.insert_all(MailingBatch.new_batch(
+            [{"email": f"reader{i}@example.com", "issue": 7} for i in range(10)],
+            batch_callback_args={"mailing": 7}))
+        self.line(f"{'batch':<11}{len(jobs)} MailingBatch jobs, batch {jobs[0].meta['batch_id']}")
+
         # A deadline: cancelled, not sent, if it cannot start within the hour.
         job = FlashSaleNotifier.enqueue({"sale": "winter", "email": "ada@example.com"})
         self.report("deadline", "FlashSaleNotifier", job, f"deadline {job.meta['deadline_at']}")
@@ -173,6 +180,8 @@ class Command(BaseCommand):
         self.summary("5. The jobs table after runjobs")
         for job in Job.objects.filter(worker=InvoiceWorker.worker_path, state="completed"):
             self.line(f"recorded result of invoice job #{job.pk}: {fetch_recorded(job)}")
+        for job in Job.objects.filter(worker=MailingBatch.worker_path, batch__isnull=True):
+            self.line(f"batch callback {job.meta['batch_callback']}: {job.state}")
         self.line("")
         self.line("Run `python example_project/manage.py runjobs` to keep a node running, and")
         self.line("`python example_project/manage.py jobs stats` to watch the counts.")
