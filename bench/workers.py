@@ -3,6 +3,7 @@
 import time
 
 from django_jobs import Worker
+from django_jobs.pro.batch import BatchWorker
 
 
 class NoopWorker(Worker):
@@ -48,3 +49,23 @@ class ChainedNoopWorker(TimedNoopWorker):
     """The same, one chain per ``key``."""
 
     chain = {"by": {"args": "key"}}
+
+
+#: bench/batch.py: per batch, the end of its last member ("last_end"), the start of its
+#: handle_completed ("callback_start"), and how many times that ran ("callbacks").
+BATCH_TIMES: dict[str, dict] = {}
+
+
+class BatchNoopWorker(BatchWorker):
+    """A no-op member; its batch's handle_completed records when it starts."""
+
+    def process(self, job):
+        ends = BATCH_TIMES.setdefault("last_end", {})
+        batch = job.meta["batch_id"]
+        ends[batch] = max(ends.get(batch, 0.0), time.monotonic())
+
+    def handle_completed(self, job):
+        batch = job.meta["batch_id"]
+        BATCH_TIMES.setdefault("callback_start", {})[batch] = time.monotonic()
+        counts = BATCH_TIMES.setdefault("callbacks", {})
+        counts[batch] = counts.get(batch, 0) + 1

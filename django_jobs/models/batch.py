@@ -48,6 +48,32 @@ class BatchQuerySet(models.QuerySet):
                   dumps(defaults.get("callback_meta") or {}, connection), count,
                   dumps({}, connection), now, now])
 
+    def apply(self, deltas: dict[str, dict[str, int]]) -> dict[str, Batch]:
+        """Add ``deltas`` (batch id -> counter -> change) to the ledgers and return the rows
+        as they are after it, locked until the transaction ends. One statement for one batch
+        (the UPDATE takes the row's lock itself); for several, a locking read in id order
+        first (concurrent appliers then never wait on each other in a cycle), then one UPDATE
+        of them all."""
+        if not deltas:
+            return {}
+        ids = sorted(deltas)
+        if len(ids) > 1:
+            list(self.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        connection = connections[self.db]
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(ids))
+        params = [value for pk in ids for value in (
+            pk, *(deltas[pk].get(name, 0) for name in COUNTERS))]
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        sets = ", ".join(f"{name} = django_jobs_batch.{name} + d.column{i + 2}"
+                         for i, name in enumerate(COUNTERS))
+        columns = ", ".join(f"django_jobs_batch.{f.column}" for f in Batch._meta.concrete_fields)
+        # VALUES columns are named column1..N on both databases; several rows are locked
+        # already, so the join's order does not matter. RETURNING: the rows after the change.
+        return {batch.pk: batch for batch in self.raw(
+            f"UPDATE django_jobs_batch SET {sets}, updated_at = %s "
+            f"FROM (VALUES {rows}) AS d WHERE django_jobs_batch.id = d.column1 "
+            f"RETURNING {columns}", [now, *params])}
+
     def locked(self, ids) -> dict[str, Batch]:
         """The rows of ``ids``, locked until the transaction ends, in id order (concurrent
         lockers never wait on each other in a cycle)."""

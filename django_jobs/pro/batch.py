@@ -279,16 +279,19 @@ class BatchFeature(Feature):
                 by_batch.setdefault(change.meta["batch_id"], []).append(change)
         if not by_batch:
             return
-        ledgers = Batch.objects.using(using).locked(by_batch)
+        deltas, entered = {}, {}
+        for batch_id, batch_changes in by_batch.items():
+            deltas[batch_id], entered[batch_id] = _deltas(batch_changes)
+        # The ledgers, changed and locked: what they read now includes every transaction
+        # that changed them before this one, and none can change them until this one ends.
+        ledgers = Batch.objects.using(using).apply(deltas)
         callbacks = []
-        for batch_id, batch_changes in sorted(by_batch.items()):
-            batch = ledgers.get(batch_id)
-            if batch is None:  # members inserted before batches were tracked, or raw rows
-                continue
-            entered = _apply(batch, batch_changes)
-            moved = any(change.new is not None for change in batch_changes)
-            callbacks += _due(batch, entered if moved else set())
-            _save(batch, using)
+        for batch_id, batch in sorted(ledgers.items()):
+            moved = any(change.new is not None for change in by_batch[batch_id])
+            due = _due(batch, entered[batch_id] if moved else set())
+            if due:  # rare: a handler fires; remember it in the same transaction
+                _save(batch, using)
+                callbacks += due
         _insert_callbacks(callbacks, using)
 
 
@@ -298,26 +301,25 @@ def _join_defaults(job: Job) -> dict[str, Any]:
     return {"callback_worker": job.worker, "callback_queue": job.queue}
 
 
-def _apply(batch: Batch, changes: list[JobChange]) -> set[str]:
-    """Apply the changes to the ledger; return the states members entered."""
+def _deltas(changes: list[JobChange]) -> tuple[dict[str, int], set[str]]:
+    """What the changes do to a ledger's counters, and the states members entered."""
+    delta: dict[str, int] = {}
     entered = set()
     for change in changes:
         if change.old in STATE_COUNTERS:
-            setattr(batch, STATE_COUNTERS[change.old],
-                    getattr(batch, STATE_COUNTERS[change.old]) - 1)
+            delta[STATE_COUNTERS[change.old]] = delta.get(STATE_COUNTERS[change.old], 0) - 1
         if change.new is None:  # deleted
-            batch.members -= 1
+            delta["members"] = delta.get("members", 0) - 1
             if (change.attempt or 0) >= 1:
-                batch.attempted -= 1
+                delta["attempted"] = delta.get("attempted", 0) - 1
             continue
         if change.new in STATE_COUNTERS:
-            setattr(batch, STATE_COUNTERS[change.new],
-                    getattr(batch, STATE_COUNTERS[change.new]) + 1)
+            delta[STATE_COUNTERS[change.new]] = delta.get(STATE_COUNTERS[change.new], 0) + 1
         entered.add(change.new)
         # A member's first attempt ended (a put-back gives its attempt back: attempt 0).
         if change.old == JobState.EXECUTING and change.attempt == 1:
-            batch.attempted += 1
-    return entered
+            delta["attempted"] = delta.get("attempted", 0) + 1
+    return delta, entered
 
 
 def _due(batch: Batch, entered: set[str]) -> list[tuple[Batch, str]]:
