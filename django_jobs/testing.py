@@ -318,8 +318,9 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
              JobState.SCHEDULED: "snoozed"}
     only: list[int] | None = None
     ran = 0
-    # One job per fetch when a failure may stop the drain, so nothing is left claimed.
-    batch = 1 if with_limit is not None or not with_safety else 100
+    # One job per fetch: nothing is left claimed when a failure stops the drain, and a
+    # chunk worker's job gathers the rest of its chunk from what is still available.
+    batch = 1
     while with_limit is None or ran < with_limit:
         if with_scheduled:
             _stage(queue, with_scheduled)

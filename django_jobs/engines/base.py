@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import connections, transaction
-from django.db.models import Case, F, JSONField, QuerySet, Value, When
+from django.db.models import Case, F, JSONField, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -217,6 +217,21 @@ class Engine(abc.ABC):
             rows = cursor.fetchall()
             names = tuple(column[0] for column in cursor.description)
         return self.jobs_from_rows(names, rows)
+
+    def claim_jobs(self, queue: str, limit: int, attempted_by: list, now,
+                   where: Q) -> list[Job]:
+        """Claim, as :meth:`fetch_jobs` does, up to ``limit`` available jobs of ``queue`` that
+        match ``where`` (an ORM filter: a worker, args or meta keys), in fetch order. Two
+        statements in a transaction: the matching ids, locked and skipping locked ones where
+        the database can (PostgreSQL; SQLite has one writer), then the fetch of those ids,
+        which checks them again."""
+        if limit <= 0:
+            return []
+        with transaction.atomic(using=self.alias, savepoint=False):
+            ids = list(self.jobs.filter(where, state=JobState.AVAILABLE, queue=queue)
+                       .order_by("priority", "scheduled_at", "id")
+                       .select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+            return self.fetch_jobs(queue, limit, attempted_by, now, ids=ids) if ids else []
 
     def jobs_from_rows(self, names: tuple[str, ...], rows: Sequence[Sequence]) -> list[Job]:
         """Jobs from rows of ``SELECT/RETURNING *`` (``names`` are the column names)."""

@@ -112,7 +112,8 @@ def _run(running: Running, attempt: Attempt, pipeline: features.Pipeline) -> Out
             attempt.result = result
             return _from_result(attempt)
     job, worker = attempt.job, attempt.worker
-    timeout = worker.timeout(job)
+    # A chunk worker's ``timeout`` is an option of its own (how long a chunk gathers).
+    timeout = worker.timeout(job) if callable(worker.timeout) else None
     running.timeout = timeout
     if timeout is not None:
         running.deadline = time.monotonic() + float(timeout)
@@ -223,6 +224,18 @@ def _interrupted(attempt: Attempt, kind: type[JobInterrupted], timeout) -> Outco
     exc = JobTimeout(f"{job.worker} timed out after {timeout} s")
     text = f"JobTimeout: {job.worker} ran longer than its timeout of {timeout} s"
     return _error(attempt, exc, text)
+
+
+def outcome_for(job, result: Any = None, worker=None, *, error: str | None = None) -> Outcome:
+    """The outcome of an attempt of ``job`` that ended with ``result`` (None or a value:
+    completed; ``Snooze``, ``Cancel``, ``Discard``), or, with ``error`` (a traceback or a
+    reason), that failed: retryable with ``worker``'s backoff, or discarded when out of
+    attempts. For work that runs several jobs at once (chunks)."""
+    if error is not None:
+        return _failed(job, error, worker)
+    attempt = Attempt(job, worker)
+    attempt.result = result
+    return _from_result(attempt)
 
 
 def put_back(job, now, reason: str) -> Outcome:

@@ -28,7 +28,7 @@ from django.db import connections
 from django.utils import timezone
 
 from .. import signals
-from ..engines import get_engine
+from ..engines import get_engine, wakeup
 from ..execution.executor import put_back
 from ..execution.interrupt import NodeShutdown
 from ..models import Job, JobState, Producer as ProducerRow
@@ -168,9 +168,9 @@ class Node:
     # -- announcements ------------------------------------------------------------------------
 
     def _on_insert(self, queue: str) -> None:
-        producer = self.producers.get(queue)
-        if producer:
-            producer.wake()
+        # Everyone in this process waiting for jobs of the queue: its producer, and work that
+        # gathers jobs as they come (a chunk's leader).
+        wakeup.wake_local([queue])
 
     def control(self, message: dict) -> None:
         """Apply a control message: ``{"action": "pause"|"resume"|"scale"|"cancel", ...}``."""
