@@ -135,12 +135,11 @@ class Draining:
         w.ChainWorker.enqueue({"depth": 3})
         w.ParentWorker.enqueue({"n": "p", "children": 2}, priority=1)
         self.assertEqual(drain_queue("testing", with_recursion=True), counts(completed=7))
-        # Each fetch claims what is available, in fetch order: the first takes both jobs
-        # inserted here, the next the jobs they inserted, and so on.
+        # One job per fetch, in fetch order: each fetch takes the first available job by
+        # priority, so the chain's children (priority 0) come before the parent (priority 1).
         self.assertEqual(w.performed.args(), [
-            {"depth": 3}, {"n": "p", "children": 2},
-            {"depth": 2}, {"child_of": "p", "n": 0}, {"child_of": "p", "n": 1},
-            {"depth": 1}, {"depth": 0}])
+            {"depth": 3}, {"depth": 2}, {"depth": 1}, {"depth": 0},
+            {"n": "p", "children": 2}, {"child_of": "p", "n": 0}, {"child_of": "p", "n": 1}])
         self.assertNotEnqueued()
 
     def test_with_recursion_stays_on_its_queue(self):
