@@ -4,6 +4,7 @@ import time
 
 from django_jobs import Worker
 from django_jobs.pro.batch import BatchWorker
+from django_jobs.pro.chunk import ChunkWorker
 
 
 class NoopWorker(Worker):
@@ -69,3 +70,24 @@ class BatchNoopWorker(BatchWorker):
         BATCH_TIMES.setdefault("callback_start", {})[batch] = time.monotonic()
         counts = BATCH_TIMES.setdefault("callbacks", {})
         counts[batch] = counts.get(batch, 0) + 1
+
+
+class ChunkNoopWorker(ChunkWorker):
+    """No-op chunks of 100 (bench/chunk.py)."""
+
+    size = 100
+
+    def process(self, jobs):
+        return None
+
+
+#: bench/chunk.py trickle: (job ids of a chunk, when its process() started).
+CHUNK_TIMES: list[tuple[list[int], float]] = []
+
+
+class TrickleChunkWorker(ChunkWorker):
+    size = 100
+    timeout = 1
+
+    def process(self, jobs):
+        CHUNK_TIMES.append(([job.pk for job in jobs], time.monotonic()))

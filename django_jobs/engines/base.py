@@ -194,13 +194,14 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def fetch_statement(self, queue: str, limit: int, now, attempted_by: str,
-                        ids: Sequence[int] | None = None) -> tuple[str, list]:
+                        ids: Sequence[int] | None = None,
+                        worker: str | None = None) -> tuple[str, list]:
         """SQL and parameters that claim up to ``limit`` available jobs of ``queue`` (among
-        ``ids`` when given), marking them executing, and return the claimed rows. Two
-        concurrent claims must never return the same row."""
+        ``ids`` when given, of ``worker`` when given), marking them executing, and return the
+        claimed rows. Two concurrent claims must never return the same row."""
 
     def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now,
-                   ids: Sequence[int] | None = None) -> list[Job]:
+                   ids: Sequence[int] | None = None, worker: str | None = None) -> list[Job]:
         """Claim up to ``limit`` available jobs of ``queue`` (among ``ids`` if given) in one
         statement.
 
@@ -211,22 +212,26 @@ class Engine(abc.ABC):
         if limit <= 0:
             return []
         sql, params = self.fetch_statement(queue, limit, self.adapt_datetime(now),
-                                           self.json_param(attempted_by), ids)
+                                           self.json_param(attempted_by), ids, worker)
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
             names = tuple(column[0] for column in cursor.description)
         return self.jobs_from_rows(names, rows)
 
-    def claim_jobs(self, queue: str, limit: int, attempted_by: list, now,
-                   where: Q) -> list[Job]:
-        """Claim, as :meth:`fetch_jobs` does, up to ``limit`` available jobs of ``queue`` that
-        match ``where`` (an ORM filter: a worker, args or meta keys), in fetch order. Two
-        statements in a transaction: the matching ids, locked and skipping locked ones where
-        the database can (PostgreSQL; SQLite has one writer), then the fetch of those ids,
-        which checks them again."""
+    def claim_jobs(self, queue: str, limit: int, attempted_by: list, now, worker: str,
+                   where: Q | None = None) -> list[Job]:
+        """Claim, as :meth:`fetch_jobs` does, up to ``limit`` available jobs of ``queue`` and
+        ``worker`` that also match ``where`` (an ORM filter on args or meta keys), in fetch
+        order. Without ``where``, the fetch statement itself (one statement); with it, two in
+        a transaction: the matching ids, locked and skipping locked ones where the database
+        can (PostgreSQL; SQLite has one writer), then the fetch of those ids, which checks
+        them again."""
         if limit <= 0:
             return []
+        if where is None:
+            return self.fetch_jobs(queue, limit, attempted_by, now, worker=worker)
+        where &= Q(worker=worker)
         with transaction.atomic(using=self.alias, savepoint=False):
             ids = list(self.jobs.filter(where, state=JobState.AVAILABLE, queue=queue)
                        .order_by("priority", "scheduled_at", "id")
@@ -494,8 +499,13 @@ class Engine(abc.ABC):
                         for o in group}
                 known = ({o.job_id: o.job for o in group}
                          if all(o.job is not None for o in group) else None)
-                self.transition(None, state, only_from=(JobState.EXECUTING,), each=each,
-                                known=known)
+                shared = _shared(each)
+                if shared is not None:  # the same values for every job (a chunk's members)
+                    self.transition(list(each), state, only_from=(JobState.EXECUTING,),
+                                    values=shared, known=known)
+                else:
+                    self.transition(None, state, only_from=(JobState.EXECUTING,), each=each,
+                                    known=known)
 
     # -- leader work ----------------------------------------------------------------------------
 
@@ -620,6 +630,19 @@ class Engine(abc.ABC):
         Engines without LISTEN/NOTIFY leave it to the nodes' heartbeat, which reads the same
         state from the database within a second."""
         return None
+
+
+def _shared(each: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The columns of ``each`` when every job has the same values (then one plain UPDATE of
+    them all does), else None."""
+    rows = iter(each.values())
+    first = next(rows, None)
+    if first is None or len(each) == 1:
+        return None
+    for row in rows:
+        if row != first:
+            return None
+    return dict(first)
 
 
 def _with_meta(outcome: Outcome) -> Outcome:

@@ -176,12 +176,13 @@ class PostgreSQLEngine(Engine):
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def fetch_jobs(self, queue: str, limit: int, attempted_by: list[str], now,
-                   ids: Sequence[int] | None = None) -> list[Job]:
+                   ids: Sequence[int] | None = None, worker: str | None = None) -> list[Job]:
         """As :meth:`Engine.fetch_jobs`, on a server-binding cursor (prepared when the
         connection allows it)."""
         if limit <= 0:
             return []
-        sql, params = self.fetch_statement(queue, limit, now, self.json_param(attempted_by), ids)
+        sql, params = self.fetch_statement(queue, limit, now, self.json_param(attempted_by), ids,
+                                           worker)
         self.connection.ensure_connection()
         with self.connection.wrap_database_errors, \
                 psycopg.Cursor(self.connection.connection) as cursor:
@@ -191,7 +192,8 @@ class PostgreSQLEngine(Engine):
         return self.jobs_from_rows(names, rows)
 
     def fetch_statement(self, queue: str, limit: int, now, attempted_by: str,
-                        ids: Sequence[int] | None = None) -> tuple[str, list]:
+                        ids: Sequence[int] | None = None,
+                        worker: str | None = None) -> tuple[str, list]:
         # The CTE picks the rows through the partial fetch index (state = 'available') and
         # locks them; SKIP LOCKED makes concurrent producers on any node take different rows
         # instead of waiting on each other. MATERIALIZED keeps the LIMIT applied once, before
@@ -199,7 +201,7 @@ class PostgreSQLEngine(Engine):
         return """
             WITH next AS MATERIALIZED (
                 SELECT id FROM django_jobs_job
-                WHERE state = 'available' AND queue = %s {only}
+                WHERE state = 'available' AND queue = %s {only} {worker}
                 ORDER BY priority, scheduled_at, id
                 LIMIT %s
                 FOR UPDATE SKIP LOCKED
@@ -210,9 +212,10 @@ class PostgreSQLEngine(Engine):
                 unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END
             FROM next WHERE job.id = next.id
             RETURNING job.*
-        """.replace("{only}", "" if ids is None else "AND id = ANY(%s)"), [
-            queue, *([] if ids is None else [list(ids)]), limit, now, attempted_by,
-            STATE_BITS["executing"]]
+        """.replace("{only}", "" if ids is None else "AND id = ANY(%s)").replace(
+            "{worker}", "" if worker is None else "AND worker = %s"), [
+            queue, *([] if ids is None else [list(ids)]), *([] if worker is None else [worker]),
+            limit, now, attempted_by, STATE_BITS["executing"]]
 
     #: Channel producers LISTEN on; the payload is the queue name.
     channel = INSERT_CHANNEL

@@ -33,7 +33,8 @@ class SQLiteEngine(Engine):
                                                             sqlite3.SQLITE_LOCKED)
 
     def fetch_statement(self, queue: str, limit: int, now, attempted_by: str,
-                        ids: Sequence[int] | None = None) -> tuple[str, list]:
+                        ids: Sequence[int] | None = None,
+                        worker: str | None = None) -> tuple[str, list]:
         # One UPDATE ... RETURNING: SQLite runs it as a write transaction of its own, and
         # writers are serialised, so no other process can claim the same rows. The subquery
         # walks the partial fetch index (state = 'available').
@@ -43,11 +44,13 @@ class SQLiteEngine(Engine):
                 unique_key = CASE WHEN (unique_states & %s) > 0 THEN unique_key END
             WHERE id IN (
                 SELECT id FROM django_jobs_job
-                WHERE state = 'available' AND queue = %s {only}
+                WHERE state = 'available' AND queue = %s {only} {worker}
                 ORDER BY priority, scheduled_at, id
                 LIMIT %s
             )
             RETURNING *
         """.replace("{only}", "" if ids is None else
-                    f"AND id IN ({', '.join(['%s'] * len(ids))})" if ids else "AND 0"), [
-            now, attempted_by, STATE_BITS["executing"], queue, *(ids or []), limit]
+                    f"AND id IN ({', '.join(['%s'] * len(ids))})" if ids else "AND 0").replace(
+            "{worker}", "" if worker is None else "AND worker = %s"), [
+            now, attempted_by, STATE_BITS["executing"], queue, *(ids or []),
+            *([] if worker is None else [worker]), limit]

@@ -140,10 +140,12 @@ def _partition(worker: type) -> list[tuple[str, str]]:
     return keys
 
 
-def partition_filter(worker: ChunkWorker, leader: Job) -> Q:
-    """The jobs that may share ``leader``'s chunk: its worker, and its values of the ``by``
-    keys."""
-    where = Q(worker=leader.worker)
+def partition_filter(worker: ChunkWorker, leader: Job) -> Q | None:
+    """Besides the worker, what jobs must share to be in ``leader``'s chunk: its values of
+    the ``by`` keys (None without ``by``)."""
+    if not type(worker)._chunk_keys:
+        return None
+    where = Q()
     for source, key in type(worker)._chunk_keys:
         value = (leader.args if source == "args" else leader.meta).get(key)
         where &= Q(**{f"{source}__{key}": value}) if value is not None else Q(
@@ -197,7 +199,7 @@ def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float) -> li
             inserted.clear()
             if len(members) < wanted:
                 claimed = engine.claim_jobs(leader.queue, wanted - len(members), attempted_by,
-                                            timezone.now(), where)
+                                            timezone.now(), leader.worker, where)
                 members += claimed
                 oldest = min([oldest, *(job.scheduled_at for job in claimed)])
             left = timeout - (timezone.now() - oldest).total_seconds()
@@ -241,6 +243,9 @@ def _settle(worker: ChunkWorker, members: list[Job],
             outcomes.append(outcome_for(job, worker=worker, error=text))
         else:
             outcomes.append(outcome_for(job, _control_result(kind, reason)))
+    now = timezone.now()
+    for outcome in outcomes:  # they ended together: one time (completions share a statement)
+        outcome.at = now
     get_engine(members[0]._state.db).ack(outcomes)
 
 

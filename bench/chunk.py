@@ -1,0 +1,178 @@
+"""Chunk benchmark: jobs through a chunk worker next to the same jobs through a plain worker.
+
+    python bench/chunk.py [--runs 2] [--jobs 100000] [--engines postgresql,sqlite]
+
+Each engine is measured in a subprocess of its own, on a fresh database, with one in-process
+node (plugins on) running one queue at limit 10, jobs inserted beforehand in one insert_all:
+
+* plain: --jobs no-op jobs of a plain worker;
+* chunked: the same jobs through a chunk worker of size 100 (a leader claims 99 members in one
+  statement and acks them in one);
+* trickle: a chunk worker with ``timeout`` 1 s, fed one job every 50 ms for 10 s from this
+  process's main thread: for each chunk, the time from its oldest job's insert to the start of
+  ``process`` (target: within 1.1 s).
+
+Runs alternate; figures are medians of --runs. Target (PostgreSQL): chunked at least 8 times
+the plain rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import (ROOT, database_urls, ensure_postgres_database, median, setup_django,
+                          truncate_jobs)
+
+LIMIT, QUEUE = 10, "default"
+TARGET_RATIO, TARGET_TRICKLE_S = 8.0, 1.1
+
+
+def drained(connection) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM django_jobs_job WHERE state IN "
+                       "('available', 'executing', 'scheduled', 'retryable'))")
+        return not cursor.fetchone()[0]
+
+
+def run_once(chunked: bool, jobs: int) -> float:
+    import django_jobs
+    from bench import workers
+    from django.db import connection
+    from django_jobs.models import Job
+    from django_jobs.runtime.node import Node
+
+    truncate_jobs()
+    worker = workers.ChunkNoopWorker if chunked else workers.NoopWorker
+    django_jobs.insert_all([worker.new({"i": i}) for i in range(jobs)])
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE django_jobs_job" if connection.vendor == "postgresql"
+                       else "ANALYZE")
+    node = Node(queues={QUEUE: LIMIT}, name="bench-chunk", grace=5)
+    started = time.perf_counter()
+    node.start()
+    try:
+        while not drained(connection):
+            if time.perf_counter() - started > 900:
+                raise RuntimeError("run did not finish in 900 s")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        node.stop()
+    done = Job.objects.filter(state="completed").count()
+    if done != jobs:
+        raise RuntimeError(f"{done} of {jobs} jobs completed")
+    return jobs / elapsed
+
+
+def trickle_once() -> list[float]:
+    """Seconds from each chunk's oldest insert to its process()."""
+    from bench import workers
+    from django.db import connection
+    from django_jobs.runtime.node import Node
+
+    truncate_jobs()
+    workers.CHUNK_TIMES.clear()
+    node = Node(queues={QUEUE: LIMIT}, name="bench-trickle", grace=5)
+    node.start()
+    inserted = {}
+    try:
+        for i in range(200):
+            job = workers.TrickleChunkWorker.enqueue({"i": i})
+            inserted[job.pk] = time.monotonic()
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while not drained(connection) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        node.stop()
+    return [started - min(inserted[pk] for pk in ids) for ids, started in workers.CHUNK_TIMES]
+
+
+def measure(runs: int, jobs: int) -> dict:
+    result = {"plain": [], "chunked": [], "ratio": [], "trickle_max": [], "trickle_p50": []}
+    for i in range(runs):
+        plain = run_once(False, jobs)
+        chunked = run_once(True, jobs)
+        waits = sorted(trickle_once())
+        result["plain"].append(plain)
+        result["chunked"].append(chunked)
+        result["ratio"].append(chunked / plain)
+        result["trickle_max"].append(max(waits))
+        result["trickle_p50"].append(waits[len(waits) // 2])
+        print(f"  run {i + 1}: plain {plain:,.0f} jobs/s, chunked {chunked:,.0f} jobs/s "
+              f"(x{chunked / plain:.1f}); trickle: {len(waits)} chunks, oldest job's wait p50 "
+              f"{result['trickle_p50'][-1]:.2f} s, max {max(waits):.2f} s",
+              file=sys.stderr, flush=True)
+    return result
+
+
+def report(results: dict, runs: int, jobs: int) -> None:
+    print(f"\nChunk benchmark: {jobs:,} no-op jobs, chunks of 100, queue limit {LIMIT}, one "
+          f"in-process node; median of {runs} runs (spread = min-max).")
+    header = f"{'engine':<12}{'figure':<48}{'median':>10}  {'spread':<18}{'target':<10}verdict"
+    print(header)
+    print("-" * len(header))
+    for vendor, r in results.items():
+        is_pg = vendor.startswith("postgresql")
+        rows = [("plain", "plain worker (jobs/s)", "{:,.0f}", None),
+                ("chunked", "chunk worker, size 100 (jobs/s)", "{:,.0f}", None),
+                ("ratio", "  chunked / plain, run by run", "{:.1f}", (TARGET_RATIO, True)),
+                ("trickle_p50", "trickle, timeout 1 s: oldest job's wait p50 (s)", "{:.2f}",
+                 None),
+                ("trickle_max", "  the longest wait (s)", "{:.2f}", (TARGET_TRICKLE_S, False))]
+        for key, label, fmt, target in rows:
+            values = r[key]
+            value = median(values)
+            spread = f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+            if target and is_pg:
+                goal, higher = target
+                ok = value >= goal if higher else value <= goal
+                text = f"{'>=' if higher else '<='} {goal:g}"
+                verdict = "meets target" if ok else "BELOW TARGET"
+            else:
+                text, verdict = "(info)" if target else "-", "-"
+            print(f"{vendor:<12}{label:<48}{fmt.format(value):>10}  {spread:<18}{text:<10}"
+                  f"{verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--engines", default="postgresql,sqlite")
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.db:
+        setup_django(args.db)
+        print(json.dumps(measure(args.runs, args.jobs)))
+        return
+    started, load = time.perf_counter(), os.getloadavg()
+    urls = database_urls()
+    results = {}
+    for vendor in args.engines.split(","):
+        if vendor.startswith("postgresql") and (problem := ensure_postgres_database()):
+            print(f"{vendor}: skipped, server not reachable ({problem})")
+            continue
+        print(f"measuring {vendor} ...", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, __file__, "--db", urls[vendor], "--runs",
+                              str(args.runs), "--jobs", str(args.jobs)],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        if out.returncode:
+            sys.exit(f"{vendor}: failed (see above)")
+        results[vendor] = json.loads(out.stdout.strip().splitlines()[-1])
+    shutil.rmtree(os.path.dirname(urls["sqlite"].removeprefix("sqlite:///")), ignore_errors=True)
+    report(results, args.runs, args.jobs)
+    print(f"total {time.perf_counter() - started:.0f} s; load average (1 min) {load[0]:.2f} at "
+          f"start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
