@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from types import SimpleNamespace
 
@@ -34,8 +35,8 @@ from django_jobs.pro import FEATURES
 from django_jobs.engines import get_engine, wakeup
 from django_jobs.engines.base import WRITE_CHUNK, Engine
 from django_jobs.execution.outcome import Outcome
-from django_jobs.models import (FINISHED_AT, STATE_BITS, Job, JobChange, JobState, Peer,
-                                Producer, error_entry)
+from django_jobs.models import (FINISHED_AT, FINISHED_STATES, STATE_BITS, Job, JobChange, JobState,
+                                Peer, Producer, error_entry)
 
 from .helpers import count_statements, producer_row, reload
 from .waits import TIMEOUT, in_thread, join_all, race, wait_event
@@ -129,14 +130,16 @@ def read_elsewhere(pk: int) -> str | None:
 # -- the state_changed signal -------------------------------------------------------------------
 
 
-def receive_changes(test, action=None) -> list[SimpleNamespace]:
+def receive_changes(test, action=None, *, attempts=False) -> list[SimpleNamespace]:
     """Connect a ``state_changed`` receiver for the rest of ``test``; return the list of the
     signals it got (``sender``, ``changes``, ``using``, and whether the connection was inside
-    a transaction). ``action(changes)`` runs inside the receiver."""
+    a transaction). ``action(changes)`` runs inside the receiver. The changes' ``attempt`` is
+    kept only with ``attempts`` (AttemptReportTests checks it)."""
     calls = []
 
     def receiver(sender, changes, using, **kwargs):
-        calls.append(SimpleNamespace(sender=sender, changes=list(changes), using=using,
+        kept = list(changes) if attempts else [replace(c, attempt=None) for c in changes]
+        calls.append(SimpleNamespace(sender=sender, changes=kept, using=using,
                                      atomic=connections[using].in_atomic_block))
         if action is not None:
             action(changes)
@@ -1036,6 +1039,23 @@ class AckTests(EngineMixin, TestCase):
         with count_statements() as statements:
             self.engine.ack([])
         self.assertEqual(statements, [])
+
+
+class AttemptReportTests(EngineMixin, TestCase):
+    """Each change says the job's attempt number after it (what batches count attempts by)."""
+
+    def test_acks_put_backs_and_deletes_report_the_attempt(self):
+        done, back = claim(2)
+        calls = receive_changes(self, attempts=True)
+        now = timezone.now()
+        self.engine.ack([Outcome(done.pk, "completed", now, job=done),
+                         Outcome(back.pk, "available", now, {"attempt": 0, "errors": []},
+                                 back)])
+        reported = {c.id: c.attempt for call in calls for c in call.changes}
+        self.assertEqual(reported, {done.pk: 1, back.pk: 0})
+        calls.clear()
+        self.engine.transition([done.pk], None, only_from=FINISHED_STATES)
+        self.assertEqual([c.attempt for call in calls for c in call.changes], [1])
 
 
 # == leader work =================================================================================
