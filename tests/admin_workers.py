@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 import django_jobs
-from django_jobs import Worker
+from django_jobs import ChunkWorker, Worker
 from django_jobs.models import Job, Producer
 
 
@@ -39,6 +39,16 @@ class AdminRetryWorker(Worker):
 
     def perform(self, job):
         return "done"
+
+
+class TextWorker(ChunkWorker):
+    """A chunk worker: its jobs lead chunks or run in one."""
+
+    queue = "texts"
+    size = 10
+
+    def process(self, jobs):
+        return None
 
 
 TRACEBACK = ('Traceback (most recent call last):\n  File "workers.py", line 3, in perform\n'

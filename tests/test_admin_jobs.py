@@ -17,7 +17,7 @@ from django_jobs.admin.paginator import EstimatedCountPaginator, planner_estimat
 from django_jobs.admin.search import search_q
 from django_jobs.models import Job
 
-from .admin_workers import MailWorker, ReportWorker, make_job, staff_user
+from .admin_workers import MailWorker, ReportWorker, TextWorker, make_job, staff_user
 
 CHANGELIST = reverse("admin:django_jobs_job_changelist")
 
@@ -261,22 +261,54 @@ class DetailTests(AdminTestCase):
         plain = make_job()
         self.assertNotContains(self.client.get(change_url(plain)), 'id="panel-cron"')
 
+    def test_chunk_panel(self):
+        leader = make_job(TextWorker, {"to": "1"}, state="completed")
+        member = make_job(TextWorker, {"to": "2"}, state="completed",
+                          attempted_by=["node-a", "p1", leader.pk])
+        fresh = make_job(TextWorker, {"to": "3"})
+        html = self.client.get(change_url(member)).content.decode()
+        self.assertIn('id="panel-chunk"', html)
+        self.assertIn(f'<a href="{change_url(leader)}">#{leader.pk}</a>', html)
+        self.assertIn(f"{CHANGELIST}?q=chunk:{leader.pk}", html)
+        html = self.client.get(change_url(leader)).content.decode()
+        self.assertIn("this job led its last attempt", html)
+        self.assertIn(f"{CHANGELIST}?q=chunk:{leader.pk}", html)
+        self.assertIn("not run yet", self.client.get(change_url(fresh)).content.decode())
+        # A pruned leader: its id, no link.
+        Job.objects.filter(pk=leader.pk).delete()
+        html = self.client.get(change_url(member)).content.decode()
+        self.assertIn(f"#{leader.pk} <span class=\"quiet\">(pruned)</span>", html)
+        # Not a chunk worker, or a worker this process cannot import: no panel.
+        self.assertNotContains(self.client.get(change_url(make_job())), 'id="panel-chunk"')
+        lost = make_job()
+        Job.objects.filter(pk=lost.pk).update(worker="gone.module.Worker")
+        response = self.client.get(change_url(lost))
+        self.assertEqual(response.status_code, 200)
+        self.assertNotContains(response, 'id="panel-chunk"')
+        # The search the panel links to: the leader and its members, nothing else.
+        other = make_job(TextWorker, {"to": "4"}, state="completed",
+                         attempted_by=["node-a", "p1", fresh.pk])
+        ids = listed_ids(self.client.get(CHANGELIST, {"q": f"chunk:{leader.pk}"}))
+        self.assertEqual(ids, [member.pk])
+        ids = listed_ids(self.client.get(CHANGELIST, {"q": f"chunk:{fresh.pk}"}))
+        self.assertEqual(ids, [other.pk, fresh.pk])
+
     def test_a_feature_adds_a_panel_without_touching_the_template(self):
-        self.addCleanup(panels.unregister_panel, "result")
+        self.addCleanup(panels.unregister_panel, "audit")
         panels.register_panel(
-            "result", title="Recorded result", order=15,
+            "audit", title="Audit trail", order=15,
             template="admin/django_jobs/panels/json.html",
             context=lambda request, job: {"json": f"result of {job.pk}"}
             if job.state == "completed" else None)
         done = make_job(state="completed")
         html = self.client.get(change_url(done)).content.decode()
-        self.assertIn("Recorded result", html)
+        self.assertIn("Audit trail", html)
         self.assertIn(f"result of {done.pk}", html)
         # In order: after the summary (10), before the errors (20) and args (30).
-        self.assertLess(html.index('id="panel-summary"'), html.index('id="panel-result"'))
-        self.assertLess(html.index('id="panel-result"'), html.index('id="panel-args"'))
+        self.assertLess(html.index('id="panel-summary"'), html.index('id="panel-audit"'))
+        self.assertLess(html.index('id="panel-audit"'), html.index('id="panel-args"'))
         waiting = make_job()
-        self.assertNotContains(self.client.get(change_url(waiting)), "Recorded result")
+        self.assertNotContains(self.client.get(change_url(waiting)), "Audit trail")
 
     def test_missing_job(self):
         response = self.client.get(reverse("admin:django_jobs_job_change", args=[999999]))

@@ -106,7 +106,7 @@ class JobAdmin(JobActions, admin.ModelAdmin):
     # The search box is ours (get_search_results); a field here only makes Django show it.
     search_fields = ["worker"]
     search_help_text = ("Words match the worker; numbers the id. Also args.path:value, "
-                        "meta.path:value, worker:, queue:, tag:, state:, node:.")
+                        "meta.path:value, worker:, queue:, tag:, state:, node:, chunk:.")
     actions = ["retry_jobs", "cancel_jobs", "run_jobs_now", "delete_jobs"]
     list_per_page = 50
     paginator = EstimatedCountPaginator

@@ -25,8 +25,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ..models import Batch, Job, JobState
+from ..registry import resolve_worker
 from ..pro import terms
 from ..pro.chain import spec_for as _chain_spec
+from ..pro.chunk import ChunkWorker, chunk_of
 from ..pro.encrypted import SEALED, is_sealed
 from ..pro.recorded import NotRecorded, fetch_recorded
 
@@ -185,6 +187,31 @@ def _batch(request, job):
             "callback": meta.get("batch_callback")}
 
 
+def _chunk(request, job):
+    """A member shows the leader whose chunk ran it last; a chunk worker's job that led (or
+    will lead) a chunk links to the jobs of its chunk. Nothing is counted here: finding the
+    members means reading ``attempted_by``, which no index covers, so it is left to the
+    search the link opens."""
+    site = getattr(request, "current_app", None) or "admin"
+    try:
+        search = reverse(f"{site}:django_jobs_job_changelist") + "?q=chunk:"
+    except Exception:
+        search = None
+    leader_id = chunk_of(job)
+    if leader_id is not None:
+        leader = Job.objects.using(job._state.db or "default").filter(pk=leader_id).first()
+        return {"leader_id": leader_id, "leader": leader,
+                "leader_url": leader and _job_url(request, leader),
+                "chunk_url": search and f"{search}{leader_id}"}
+    try:
+        is_chunk = issubclass(resolve_worker(job.worker), ChunkWorker)
+    except Exception:  # a worker this process cannot import: the job's page still renders
+        return None
+    if not is_chunk:
+        return None
+    return {"leads": job.attempt > 0, "chunk_url": search and f"{search}{job.pk}"}
+
+
 def _deadline(request, job):
     meta = job.meta if isinstance(job.meta, dict) else {}
     if "deadline_at" not in meta:
@@ -230,5 +257,7 @@ register_panel("batch", title="Batch", order=54, context=_batch,
                template="admin/django_jobs/panels/batch.html")
 register_panel("chain", title="Chain", order=55, context=_chain,
                template="admin/django_jobs/panels/chain.html")
+register_panel("chunk", title="Chunk", order=56, context=_chunk,
+               template="admin/django_jobs/panels/chunk.html")
 register_panel("cron", title="Cron origin", order=60, context=_cron,
                template="admin/django_jobs/panels/cron.html")

@@ -1,10 +1,11 @@
 """The job browser's search box: ``args.path:value``, ``meta.path:value``, ``worker:``,
-``queue:``, ``tag:``, ``state:``, ``node:``, plain ids and plain words.
+``queue:``, ``tag:``, ``state:``, ``node:``, ``chunk:``, plain ids and plain words.
 
 Terms are separated by spaces and all must match (AND); quote a value with spaces
 (``args.name:"Ada Lovelace"``). A plain word matches the worker path (case-insensitive
 substring); a plain number matches the id. Values of ``args.``/``meta.`` terms are read as JSON
 when they parse (``args.n:5`` matches the number 5 and the string "5"), as text otherwise.
+``chunk:ID`` matches the chunk led by job ID: the leader and the members that last ran in it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ FIELD_LOOKUPS = {
     "tag": "tags__contains",
     "node": "attempted_by__0",
     "id": "pk",
+    "chunk": "attempted_by__2",
 }
 _PATH = re.compile(r"^(args|meta)((?:\.[\w-]+)+)$")
 
@@ -74,9 +76,11 @@ def term_q(term: str) -> Q:
     if sep and key in FIELD_LOOKUPS:
         if key == "tag":
             return tag_q(value)
-        if key == "id":
+        if key in ("id", "chunk"):
             if not value.isdigit():
-                raise SearchError(f"Search term id: needs a number, not {value!r}")
+                raise SearchError(f"Search term {key}: needs a number, not {value!r}")
+            if key == "chunk":  # members name their leader third in attempted_by
+                return Q(pk=int(value)) | Q(attempted_by__2=int(value))
             return Q(pk=int(value))
         return Q(**{FIELD_LOOKUPS[key]: value})
     if term.isdigit():
