@@ -346,9 +346,9 @@ class StateChangedTests(FeatureTestMixin, TestCase):
         signals.state_changed.connect(receiver, weak=False)
         self.addCleanup(signals.state_changed.disconnect, receiver)
 
-    def change(self, job, old, new, meta=None):
+    def change(self, job, old, new, meta=None, attempt=0):
         return JobChange(job.pk, job.worker, job.queue, job.meta if meta is None else meta,
-                         old, new)
+                         old, new, attempt=attempt)
 
     def test_acks_through_drain_queue(self):
         self.register(META_STAMP)
@@ -368,7 +368,7 @@ class StateChangedTests(FeatureTestMixin, TestCase):
         self.assertEqual(sorted(self.changes, key=lambda change: change.id), [
             self.change(job, "executing", expected[name][0],
                         {**expected[name][2], "stamped": expected[name][1],
-                         "stamped_by": os.getpid()})
+                         "stamped_by": os.getpid()}, attempt=1)
             for name, job in sorted(jobs.items(), key=lambda item: item[1].pk)])
         # What the receiver saw is what was written.
         for change in self.changes:

@@ -90,9 +90,7 @@ def execute(running: Running, *, reraise: bool = False,
     finally:
         if reset:
             reset_connections()
-    if attempt.meta_updates and outcome.state != JobState.AVAILABLE:
-        meta = outcome.changes.get("meta", attempt.job.meta)
-        outcome.changes["meta"] = {**meta, **attempt.meta_updates}
+    _write_meta_updates(attempt, outcome)
     if attempt.error is not None:
         _send(signals.job_exception, worker_class, job=attempt.job, exception=attempt.error,
               traceback=attempt.traceback, state=outcome.state,
@@ -112,7 +110,8 @@ def _run(running: Running, attempt: Attempt, pipeline: features.Pipeline) -> Out
             attempt.result = result
             return _from_result(attempt)
     job, worker = attempt.job, attempt.worker
-    # A chunk worker's ``timeout`` is an option of its own (how long a chunk gathers).
+    # Only a ``timeout`` method limits the run: a family of workers may use the name for a
+    # plain option of its own (chunk workers: how long a chunk gathers).
     timeout = worker.timeout(job) if callable(worker.timeout) else None
     running.timeout = timeout
     if timeout is not None:
@@ -226,16 +225,55 @@ def _interrupted(attempt: Attempt, kind: type[JobInterrupted], timeout) -> Outco
     return _error(attempt, exc, text)
 
 
-def outcome_for(job, result: Any = None, worker=None, *, error: str | None = None) -> Outcome:
-    """The outcome of an attempt of ``job`` that ended with ``result`` (None or a value:
-    completed; ``Snooze``, ``Cancel``, ``Discard``), or, with ``error`` (a traceback or a
-    reason), that failed: retryable with ``worker``'s backoff, or discarded when out of
-    attempts. For work that runs several jobs at once (chunks)."""
-    if error is not None:
-        return _failed(job, error, worker)
+def _write_meta_updates(attempt: Attempt, outcome: Outcome) -> None:
+    if attempt.meta_updates and outcome.state != JobState.AVAILABLE:
+        meta = outcome.changes.get("meta", attempt.job.meta)
+        outcome.changes["meta"] = {**meta, **attempt.meta_updates}
+
+
+# -- attempts of jobs run together ----------------------------------------------------------
+# Work that runs several jobs in one call (a chunk's ``process``) gives each of them an attempt
+# of its own with these three functions, so every job feature sees every job the way it sees
+# one run by ``execute``: ``before`` steps (decrypt, cast args, check a deadline...) ahead of
+# the work, ``after`` steps and meta updates once its outcome is known.
+
+def begin_attempt(job, worker) -> tuple[Attempt, Outcome | None]:
+    """Run the ``before`` steps of ``job``'s attempt by the ``worker`` instance. Returns the
+    attempt, and its outcome when a feature short-circuited the work or failed (its ``after``
+    steps have run then: the attempt is over); None when the job is ready for the work."""
     attempt = Attempt(job, worker)
-    attempt.result = result
-    return _from_result(attempt)
+    try:
+        for feature, config in features.pipeline(type(worker)):
+            result = feature.before(attempt, config)
+            if result is not None:
+                return attempt, end_attempt(attempt, result)
+    except Exception as exc:
+        return attempt, end_attempt(attempt, error=exc)
+    return attempt, None
+
+
+def end_attempt(attempt: Attempt, result: Any = None, *, error: BaseException | None = None,
+                text: str | None = None) -> Outcome:
+    """The outcome of an attempt that ended with ``result`` (None or a value: completed;
+    ``Snooze``, ``Cancel``, ``Discard``) or with ``error`` (``text``, its traceback or reason,
+    is what is recorded; by default the formatted exception): retryable with the worker's
+    backoff, or discarded when out of attempts. The ``after`` steps run, and meta updates are
+    added to what is written."""
+    if error is not None:
+        outcome = _error(attempt, error, text or "".join(traceback.format_exception(error)))
+    else:
+        attempt.result = result
+        outcome = _from_result(attempt)
+    outcome = _after(attempt, outcome, features.pipeline(type(attempt.worker)))
+    _write_meta_updates(attempt, outcome)
+    return outcome
+
+
+def abandon_attempt(attempt: Attempt, reason: str) -> Outcome:
+    """The outcome of an attempt given up before its work finished: back to ``available``,
+    not counted (:func:`put_back`); the ``after`` steps run with state None to tidy up."""
+    outcome = put_back(attempt.job, timezone.now(), reason)
+    return _after(attempt, outcome, features.pipeline(type(attempt.worker)))
 
 
 def put_back(job, now, reason: str) -> Outcome:

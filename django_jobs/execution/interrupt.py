@@ -6,6 +6,11 @@ stops wherever it is, loops included, and ``except Exception`` in the job cannot
 (the exceptions derive from ``BaseException``). A call blocked inside C (``time.sleep``, a
 socket read without a timeout) is stopped when that call returns. Async jobs are stopped by
 cancelling their task, which interrupts any ``await`` at once.
+
+Work that must not be cut in half (claiming rows and remembering them, writing outcomes and
+knowing they are written) runs :func:`shielded`: an interrupt arriving meanwhile is delivered
+when the block ends. A wait that an interrupt should cut short registers a callback with
+:func:`on_interrupt`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+#: The attempt running in this thread (sync jobs), for :func:`shielded` and
+#: :func:`on_interrupt`.
+_local = threading.local()
 
 
 class JobInterrupted(BaseException):
@@ -69,11 +80,17 @@ class Running:
         self.timeout: float | None = None
         #: The attempt's outcome, set before the executor re-raises (testing helpers).
         self.outcome = None
+        #: Depth of :func:`shielded` blocks; an interrupt meanwhile waits in ``deferred``.
+        self.shields = 0
+        self.deferred = False
+        #: Called (under the lock) when the attempt is interrupted (:func:`on_interrupt`).
+        self.wakers: list[Callable[[], None]] = []
 
     def start(self) -> None:
         with self.lock:
             self.thread_id = threading.get_ident()
             self.active = True
+        _local.running = self
 
     def finish(self) -> None:
         with self.lock:
@@ -82,6 +99,9 @@ class Running:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id),
                                                            None)
             self.active = False
+            self.deferred = False
+        if getattr(_local, "running", None) is self:
+            _local.running = None
 
     def interrupt(self, exc_type: type[JobInterrupted]) -> bool:
         """Stop the attempt with ``exc_type``; False if it is no longer running."""
@@ -89,9 +109,61 @@ class Running:
             if not self.active or self.interrupted_by is not None:
                 return False
             self.interrupted_by = exc_type
+            for wake in self.wakers:
+                wake()
             if self.loop is not None and self.task is not None:
                 self.loop.call_soon_threadsafe(self.task.cancel)
+            elif self.shields:
+                self.deferred = True  # delivered when the shielded block ends
             elif self.thread_id is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id),
                                                            ctypes.py_object(exc_type))
             return True
+
+
+def current_running() -> Running | None:
+    """The sync attempt running in this thread, if any."""
+    return getattr(_local, "running", None)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Run the block whole: an interrupt of this thread's attempt that arrives meanwhile is
+    raised when the block ends (at once if the block raised nothing else). Outside an attempt
+    (inline mode, ``perform_job``...) it does nothing."""
+    running = current_running()
+    if running is None:
+        yield
+        return
+    with running.lock:
+        running.shields += 1
+    try:
+        yield
+    finally:
+        with running.lock:
+            running.shields -= 1
+            deliver = running.deferred and not running.shields
+            if deliver:
+                running.deferred = False
+        if deliver:
+            raise running.interrupted_by()
+
+
+@contextmanager
+def on_interrupt(wake: Callable[[], None]) -> Iterator[None]:
+    """Call ``wake`` if this thread's attempt is interrupted during the block (to cut a wait
+    short: an exception injected into a thread blocked in C lands only when the call
+    returns). ``wake`` runs in the interrupting thread and must not block."""
+    running = current_running()
+    if running is None:
+        yield
+        return
+    with running.lock:
+        running.wakers.append(wake)
+        if running.interrupted_by is not None:
+            wake()
+    try:
+        yield
+    finally:
+        with running.lock:
+            running.wakers.remove(wake)
