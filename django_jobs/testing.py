@@ -35,11 +35,13 @@ from .execution.interrupt import Running
 from .exceptions import InvalidJobError
 from .jsonutil import round_trip
 from .models import Job, JobState
+from .pro.chunk import perform_chunk
 from .worker import Cancel, Discard, Snooze, Worker
 
 __all__ = [
     "ANY", "JobsTestCase", "JobsTestMixin", "all_enqueued", "assert_enqueued",
-    "assert_not_enqueued", "drain_queue", "perform_job", "testing_mode", "with_testing_mode",
+    "assert_not_enqueued", "drain_queue", "perform_chunk", "perform_job", "testing_mode",
+    "with_testing_mode",
 ]
 
 #: States in which a job counts as enqueued (waiting to run).
@@ -356,8 +358,9 @@ def _stage(queue: str, until: bool | datetime.datetime) -> None:
 # -- unittest ---------------------------------------------------------------------------------
 
 class JobsTestMixin:
-    """``assertEnqueued``, ``assertNotEnqueued``, ``all_enqueued``, ``perform_job`` and
-    ``drain_queue`` as test case methods (see the module functions for the arguments)."""
+    """``assertEnqueued``, ``assertNotEnqueued``, ``all_enqueued``, ``perform_job``,
+    ``perform_chunk`` and ``drain_queue`` as test case methods (see the module functions for
+    the arguments)."""
 
     def assertEnqueued(self, *, timeout: float | None = None, **criteria: Any) -> Job:
         try:
@@ -377,6 +380,9 @@ class JobsTestMixin:
     def perform_job(self, worker: type | str | Job, args: Mapping[str, Any] | None = None,
                     **options: Any) -> Any:
         return perform_job(worker, args, **options)
+
+    def perform_chunk(self, worker: type, args_list: Any) -> Any:
+        return perform_chunk(worker, args_list)
 
     def drain_queue(self, queue: str, **options: Any) -> dict[str, int]:
         return drain_queue(queue, **options)

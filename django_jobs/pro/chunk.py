@@ -29,6 +29,10 @@ errors; the others complete. An exception fails every job of the chunk, each on 
 attempts. The members' outcomes are written together (one statement per kind); the leader's
 goes the usual way.
 
+Every member is an attempt of its own for job features, as the leader is: encrypted args are
+opened and structured args cast before ``process`` sees them, hooks run per job, and a member
+whose deadline passed is cancelled and left out of ``process``.
+
 Cancelling the leader (or stopping its node) stops the chunk: members whose ``process`` had not
 finished go back to ``available``. Cancelling another member does not stop the chunk (as in
 Oban): that member stays cancelled, whatever ``process`` does with it. A node killed during
@@ -50,8 +54,10 @@ from django.utils import timezone
 from ..durations import to_seconds
 from ..engines import get_engine, wakeup
 from ..exceptions import ConfigurationError, JobsError
-from ..execution.executor import outcome_for, put_back
-from ..execution.interrupt import JobInterrupted
+from ..execution.executor import abandon_attempt, begin_attempt, end_attempt, put_back
+from ..execution.interrupt import JobInterrupted, on_interrupt, shielded
+from ..execution.outcome import Outcome
+from ..features import Attempt
 from ..models.job import Job, JobState
 from ..results import Cancel, Discard, Snooze
 from ..worker import Worker
@@ -154,58 +160,96 @@ def partition_filter(worker: ChunkWorker, leader: Job) -> Q | None:
 
 
 def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
-    """Gather, process and settle one chunk led by ``leader`` (in its attempt's thread)."""
-    cls = type(worker)
+    """Gather, process and settle one chunk led by ``leader`` (in its attempt's thread).
+
+    Each member gets an attempt of its own: its job features' ``before`` steps run before
+    ``process`` (decrypting, casting args, checking a deadline; one that short-circuits or
+    fails decides that member's outcome, and ``process`` does not see it) and their ``after``
+    steps once its outcome is known, as for a job run alone. Claiming members and writing their
+    outcomes are shielded from interruption, so a member is never claimed and forgotten, nor
+    written and then put back."""
     members: list[Job] = []
+    early: list[Outcome] = []        # members a feature decided before process
+    ready: list[Attempt] = []        # members for process
     written = False
     try:
         if leader.pk is not None:  # a job of the database; inline and perform_job: alone
-            members = _gather(worker, leader, cls.size - 1, cls._chunk_timeout)
-        jobs = [leader, *members]
+            _gather(worker, leader, type(worker).size - 1, type(worker)._chunk_timeout,
+                    members)
+            for job in members:
+                attempt, outcome = begin_attempt(job, worker)
+                if outcome is None:
+                    ready.append(attempt)
+                else:
+                    early.append(outcome)
+        jobs = [leader, *(attempt.job for attempt in ready)]
         try:
             result = worker.process(jobs)
         except Exception as exc:
             text = "".join(traceback.format_exception(exc))
-            _settle(worker, members, {id(job): ("error", text) for job in members})
-            written = True
+            outcomes = [end_attempt(attempt, error=exc, text=text) for attempt in ready]
+            with shielded():
+                _write(early + outcomes)
+                written = True
             raise
         verdicts = _verdicts(result, jobs)
-        _settle(worker, members, verdicts)
-        written = True
+        outcomes = [_ended(attempt, verdicts.get(id(attempt.job))) for attempt in ready]
+        with shielded():  # written and known to be, or the interrupt waits
+            _write(early + outcomes)
+            written = True
         return _leader_result(verdicts.get(id(leader)))
     except JobInterrupted:
         # Stopped (the leader cancelled, the node shutting down, a timeout): members whose
-        # outcome is not written go back for another chunk.
+        # outcome is not written go back for another chunk; a feature's verdict on a member
+        # before process stands.
         if members and not written:
-            now = timezone.now()
-            get_engine(members[0]._state.db).ack([
-                put_back(job, now, "Put back: the chunk's leader was stopped before its "
-                                   "chunk finished.") for job in members])
+            begun = {attempt.job.pk for attempt in ready} | {outcome.id for outcome in early}
+            _write(early + [abandon_attempt(attempt, PUT_BACK) for attempt in ready]
+                   + [put_back(job, timezone.now(), PUT_BACK)
+                      for job in members if job.pk not in begun])
         raise
 
 
-def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float) -> list[Job]:
-    """Claim up to ``wanted`` members, waiting (woken by inserts into the queue, never
-    spinning) until the chunk is full or its oldest job has waited ``timeout``."""
+#: The error entry of members put back when their chunk was stopped.
+PUT_BACK = "Put back: the chunk's leader was stopped before its chunk finished."
+
+
+def _write(outcomes: list[Outcome]) -> None:
+    """Write the members' outcomes through the door (one statement per kind)."""
+    if outcomes:
+        now = timezone.now()
+        for outcome in outcomes:  # they ended together: one time (completions share a statement)
+            outcome.at = now
+        get_engine(outcomes[0].job._state.db).ack(outcomes)
+
+
+def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,
+            members: list[Job]) -> None:
+    """Claim up to ``wanted`` members into ``members`` (the caller's list: every claimed job is
+    in it even when the leader is interrupted), waiting (woken by inserts into the queue, or by an
+    interrupt of the leader; never spinning) until the chunk is full or its oldest job has
+    waited ``timeout``."""
     engine = get_engine(leader._state.db)
     where = partition_filter(worker, leader)
     attempted_by = [*(leader.attempted_by or ["", ""])[:2], leader.pk]
     inserted = threading.Event()
-    members: list[Job] = []
     wakeup.register(leader.queue, inserted.set)
     try:
-        oldest = leader.scheduled_at or timezone.now()
-        while True:
-            inserted.clear()
-            if len(members) < wanted:
-                claimed = engine.claim_jobs(leader.queue, wanted - len(members), attempted_by,
-                                            timezone.now(), leader.worker, where)
-                members += claimed
-                oldest = min([oldest, *(job.scheduled_at for job in claimed)])
-            left = timeout - (timezone.now() - oldest).total_seconds()
-            if len(members) >= wanted or left <= 0:
-                return members
-            inserted.wait(left)
+        with on_interrupt(inserted.set):
+            oldest = leader.scheduled_at or timezone.now()
+            while True:
+                inserted.clear()
+                if len(members) < wanted:
+                    with shielded():  # claimed rows are remembered, or the interrupt waits
+                        claimed = engine.claim_jobs(leader.queue, wanted - len(members),
+                                                    attempted_by, timezone.now(),
+                                                    leader.worker, where)
+                        members += claimed
+                    oldest = min([oldest, *(job.scheduled_at for job in claimed)])
+                left = timeout - (timezone.now() - oldest).total_seconds()
+                if len(members) >= wanted or left <= 0:
+                    return
+                inserted.wait(left)
     finally:
         wakeup.unregister(leader.queue, inserted.set)
 
@@ -229,24 +273,14 @@ def _verdicts(result: Any, jobs: list[Job]) -> dict[int, tuple[str, Any]]:
     return verdicts
 
 
-def _settle(worker: ChunkWorker, members: list[Job],
-            verdicts: dict[int, tuple[str, Any]]) -> None:
-    """Write the members' outcomes through the door, one statement per kind."""
-    if not members:
-        return
-    outcomes = []
-    for job in members:
-        kind, reason = verdicts.get(id(job), ("complete", None))
-        if kind == "error":
-            text = reason if isinstance(reason, str) and "Traceback" in reason else \
-                f"ChunkError: {reason}"
-            outcomes.append(outcome_for(job, worker=worker, error=text))
-        else:
-            outcomes.append(outcome_for(job, _control_result(kind, reason)))
-    now = timezone.now()
-    for outcome in outcomes:  # they ended together: one time (completions share a statement)
-        outcome.at = now
-    get_engine(members[0]._state.db).ack(outcomes)
+def _ended(attempt: Attempt, verdict: tuple[str, Any] | None) -> Outcome:
+    """A ready member's outcome from what ``process`` said of it."""
+    kind, reason = verdict or ("complete", None)
+    if kind == "error":
+        text = reason if isinstance(reason, str) and "Traceback" in reason else \
+            f"ChunkError: {reason}"
+        return end_attempt(attempt, error=ChunkFailed(reason), text=text)
+    return end_attempt(attempt, _control_result(kind, reason))
 
 
 def _control_result(kind: str, reason: Any) -> Any:
