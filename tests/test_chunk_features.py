@@ -14,7 +14,7 @@ from django_jobs.execution.interrupt import (JobCancelled, Running, on_interrupt
 from django_jobs.models import Job, JobState
 from django_jobs.pro import structured as s
 from django_jobs.pro.encrypted import SEALED, is_sealed
-from django_jobs.testing import drain_queue
+from django_jobs.testing import drain_queue, perform_chunk
 
 from .helpers import describe_jobs
 from .waits import in_thread, join_all, wait_event
@@ -228,3 +228,24 @@ class ShieldTests(SimpleTestCase):
         with shielded(), on_interrupt(lambda: None):
             value = 1
         self.assertEqual(value, 1)
+
+
+class PerformChunkTests(SimpleTestCase):
+    def setUp(self):
+        SEEN.clear()
+        HOOKS.clear()
+
+    def test_args_are_cast_and_hooks_run(self):
+        at = timezone.now().isoformat()
+        perform_chunk(TypedTexts, [{"to": "a", "at": at}, {"to": "b", "at": at, "count": 3}])
+        self.assertEqual([(kind, count) for _, kind, count in SEEN["typed"][0]],
+                         [("datetime", 1), ("datetime", 3)])
+        perform_chunk(HookedTexts, [{"n": 1}, {"n": 2, "skip": True}])
+        self.assertEqual(len(SEEN["hooked"][0]), 1, "the job its hook discarded is left out")
+        # The left-out job's attempt is over: its after hook saw the discard.
+        self.assertEqual([(call[0], call[2]) for call in HOOKS],
+                         [("before", None), ("before", None), ("after", "discard")])
+
+    def test_sealed_args_are_opened(self):
+        perform_chunk(SealedTexts, [{"to": "1", "text": "hi"}])
+        self.assertEqual(SEEN["sealed"][0][0][1], {"to": "1", "text": "hi"})

@@ -306,11 +306,20 @@ def chunk_of(job: Job) -> int | None:
 
 def perform_chunk(worker: type[ChunkWorker], args_list: Iterable[dict]) -> Any:
     """Testing: build jobs of ``worker`` from ``args_list`` as ``new()`` would and run them as
-    one chunk, in this thread, without the database; return what ``process`` returned."""
-    jobs = [worker.new(args) for args in args_list]
-    for job in jobs:
+    one chunk, in this thread, without the database; return what ``process`` returned.
+
+    Each job's features run their ``before`` steps as in a real chunk (args opened and cast,
+    hooks); a job one of them decides (a hook's ``Cancel``, say) is left out of ``process``."""
+    instance = worker()
+    ready = []
+    for args in args_list:
+        job = worker.new(args)
         job.state = JobState.EXECUTING
         job.attempt = 1
         job.attempted_at = timezone.now()
-    return worker().process(jobs)
-
+        attempt, outcome = begin_attempt(job, instance)
+        if outcome is None:
+            ready.append(attempt)
+        elif attempt.error is not None:
+            raise attempt.error
+    return instance.process([attempt.job for attempt in ready])
