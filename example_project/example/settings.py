@@ -80,7 +80,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 DJANGO_JOBS = {
     # Queue -> number of jobs run at once by each runjobs process.
-    "QUEUES": {"default": 10, "mailers": 20},
+    "QUEUES": {"default": 10, "mailers": 20, "sms": 2},
     # Finished jobs are kept for three days, then pruned.
     "PRUNER": {"max_age": 3 * 24 * 3600},
     # Keys for encrypted args (PayoutWorker), newest first: 32 random bytes in base64 each.

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.core.mail import send_mail
 from django.db.models import Count
 
-from django_jobs import BatchWorker, Cancel, Worker, batch_status
+from django_jobs import BatchWorker, Cancel, ChunkDiscard, ChunkWorker, Worker, batch_status
 from django_jobs.models import Job
 from django_jobs.pro import structured as s
 
@@ -185,3 +185,26 @@ class MailingBatch(BatchWorker):
         status = batch_status(job.meta["batch_id"])
         logger.info("mailing %s over: %s", job.args["mailing"], status.counts)
         return status.counts
+
+
+def send_sms_batch(messages: list[tuple[str, str]]) -> list[bool]:
+    """A stand-in for an SMS gateway's bulk endpoint: one call for many messages; numbers
+    that do not start with + are refused."""
+    logger.info("SMS gateway: one request for %s messages", len(messages))
+    return [to.startswith("+") for to, _ in messages]
+
+
+class SMSWorker(ChunkWorker):
+    """A chunk worker: texts are enqueued one by one and sent to the gateway in groups of up
+    to 10 (or whatever arrived within 2 seconds); refused numbers are discarded, each job
+    keeping its own state (see docs/chunks.md)."""
+
+    queue = "sms"
+    size = 10
+    timeout = 2
+
+    def process(self, jobs):
+        accepted = send_sms_batch([(job.args["to"], job.args["text"]) for job in jobs])
+        refused = [job for job, ok in zip(jobs, accepted, strict=True) if not ok]
+        if refused:
+            return ChunkDiscard("the gateway refused the number", refused)

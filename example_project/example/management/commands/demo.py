@@ -22,7 +22,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.models import Job, JobState
 from example.workers import (AccountWebhook, FlakyWorker, FlashSaleNotifier, InvoiceWorker,
                              MailingBatch, NewsletterMailer, PayoutWorker, ReportWorker,
-                             WelcomeMailer)
+                             SMSWorker, WelcomeMailer)
 
 #: Jobs of these workers belong to the demo (and are deleted when it starts again).
 DEMO_PREFIX = "example.workers."
@@ -146,6 +146,13 @@ class Command(BaseCommand):
             batch_callback_args={"mailing": 7}))
         self.line(f"{'batch':<11}{len(jobs)} MailingBatch jobs, batch {jobs[0].meta['batch_id']}")
 
+        # Chunks: 40 texts enqueued one by one, sent to the gateway 10 at a time.
+        jobs = django_jobs.insert_all(
+            [SMSWorker.new({"to": f"+447000{i:04d}" if i % 15 else f"0{i}", "text": "Hi"})
+             for i in range(40)])
+        self.line(f"{'chunks':<11}{len(jobs)} SMSWorker jobs, sent in chunks of up to "
+                  f"{SMSWorker.size}")
+
         # A deadline: cancelled, not sent, if it cannot start within the hour.
         job = FlashSaleNotifier.enqueue({"sale": "winter", "email": "ada@example.com"})
         self.report("deadline", "FlashSaleNotifier", job, f"deadline {job.meta['deadline_at']}")
@@ -182,6 +189,12 @@ class Command(BaseCommand):
             self.line(f"recorded result of invoice job #{job.pk}: {fetch_recorded(job)}")
         for job in Job.objects.filter(worker=MailingBatch.worker_path, batch__isnull=True):
             self.line(f"batch callback {job.meta['batch_callback']}: {job.state}")
+        texts = Job.objects.filter(worker=SMSWorker.worker_path)
+        chunks = Counter(job.attempted_by[2] if len(job.attempted_by or []) > 2 else job.pk
+                         for job in texts)  # members name their leader third in attempted_by
+        self.line(f"texts: {texts.filter(state='completed').count()} sent, "
+                  f"{texts.filter(state='discarded').count()} refused, in {len(chunks)} "
+                  f"gateway requests of {sorted(chunks.values(), reverse=True)} texts")
         self.line("")
         self.line("Run `python example_project/manage.py runjobs` to keep a node running, and")
         self.line("`python example_project/manage.py jobs stats` to watch the counts.")
