@@ -138,7 +138,8 @@ def receive_changes(test, action=None, *, attempts=False) -> list[SimpleNamespac
     calls = []
 
     def receiver(sender, changes, using, **kwargs):
-        kept = list(changes) if attempts else [replace(c, attempt=None) for c in changes]
+        kept = list(changes) if attempts else [replace(c, attempt=None, old_attempt=None)
+                                               for c in changes]
         calls.append(SimpleNamespace(sender=sender, changes=kept, using=using,
                                      atomic=connections[using].in_atomic_block))
         if action is not None:
@@ -1042,7 +1043,11 @@ class AckTests(EngineMixin, TestCase):
 
 
 class AttemptReportTests(EngineMixin, TestCase):
-    """Each change says the job's attempt number after it (what batches count attempts by)."""
+    """Each change says the job's attempt number before and after it (what batches count
+    attempts by), on every path through the door."""
+
+    def reported(self, calls):
+        return {c.id: (c.old_attempt, c.attempt) for call in calls for c in call.changes}
 
     def test_acks_put_backs_and_deletes_report_the_attempt(self):
         done, back = claim(2)
@@ -1051,11 +1056,29 @@ class AttemptReportTests(EngineMixin, TestCase):
         self.engine.ack([Outcome(done.pk, "completed", now, job=done),
                          Outcome(back.pk, "available", now, {"attempt": 0, "errors": []},
                                  back)])
-        reported = {c.id: c.attempt for call in calls for c in call.changes}
-        self.assertEqual(reported, {done.pk: 1, back.pk: 0})
+        self.assertEqual(self.reported(calls), {done.pk: (1, 1), back.pk: (1, 0)})
         calls.clear()
         self.engine.transition([done.pk], None, only_from=FINISHED_STATES)
-        self.assertEqual([c.attempt for call in calls for c in call.changes], [1])
+        self.assertEqual(self.reported(calls), {done.pk: (1, 1)})
+
+    def test_a_put_back_of_a_second_attempt(self):
+        put(enqueue(max_attempts=5), "available", attempt=1)
+        [job] = get_engine().fetch_jobs(QUEUE, 1, BY, timezone.now())
+        self.assertEqual(job.attempt, 2)
+        calls = receive_changes(self, attempts=True)
+        self.engine.ack([Outcome(job.pk, "available", timezone.now(),
+                                 {"attempt": 1, "errors": []}, job)])
+        self.assertEqual(self.reported(calls), {job.pk: (2, 1)})
+
+    def test_changes_of_rows_the_caller_does_not_hold(self):
+        [job] = put(enqueue(max_attempts=5), "retryable", attempt=3)
+        calls = receive_changes(self, attempts=True)
+        self.engine.transition([job.pk], "available", only_from=["retryable"])
+        self.assertEqual(self.reported(calls), {job.pk: (3, 3)})
+        calls.clear()
+        self.engine.transition([job.pk], "cancelled", only_from=["available"],
+                               each={job.pk: {"attempt": 4}})
+        self.assertEqual(self.reported(calls), {job.pk: (3, 4)})
 
 
 # == leader work =================================================================================

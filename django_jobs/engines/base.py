@@ -347,7 +347,7 @@ class Engine(abc.ABC):
             self._hand_over([
                 JobChange(pk, worker, queue, new_meta if isinstance(new_meta, dict) else meta,
                           old, state, interrupting and old == JobState.EXECUTING,
-                          new_attempt if isinstance(new_attempt, int) else attempt)
+                          new_attempt if isinstance(new_attempt, int) else attempt, attempt)
                 for pk, worker, queue, meta, old, attempt in rows])
         return count
 
@@ -437,7 +437,8 @@ class Engine(abc.ABC):
                     self._write_each(locked[start:start + WRITE_CHUNK], state, only_from,
                                      columns, each)
                 changes = [JobChange(pk, worker, queue, each[pk].get("meta") or meta, old, state,
-                                     attempt=each[pk].get("attempt", attempt))
+                                     attempt=each[pk].get("attempt", attempt),
+                                     old_attempt=attempt)
                            for pk, worker, queue, meta, old, attempt in rows]
             self._hand_over(changes)
         return len(changes)
@@ -662,7 +663,8 @@ def _old_state(job: Any, only_from: Collection[str]) -> str:
 def _change(pk: int, job: Any, old: str, new: str | None, meta: Any,
             attempt: Any = None) -> JobChange:
     """The change of a job the caller holds (``meta`` and ``attempt`` are its new ones, if the
-    change set them)."""
+    change set them; the held job's attempt is the old one)."""
+    before = getattr(job, "attempt", None)
     return JobChange(pk, job.worker, job.queue, meta if isinstance(meta, dict) else job.meta,
-                     old, new, attempt=attempt if isinstance(attempt, int)
-                     else getattr(job, "attempt", None))
+                     old, new, attempt=attempt if isinstance(attempt, int) else before,
+                     old_attempt=before)

@@ -52,7 +52,8 @@ class JobChange:
     its id, worker path, queue and meta (after the change), the state it left and the state it
     entered (``None`` when it was deleted), ``still_running``: the job was executing and its
     attempt goes on for a moment (a cancel from outside: the node stops it soon), and
-    ``attempt``: the job's attempt number after the change (None where unknown)."""
+    ``attempt`` and ``old_attempt``: the job's attempt number after and before the change
+    (None where unknown; a put-back lowers it)."""
 
     id: int
     worker: str
@@ -62,6 +63,7 @@ class JobChange:
     new: str | None
     still_running: bool = False
     attempt: int | None = None
+    old_attempt: int | None = None
 
 
 def error_entry(attempt: int, at: Any, text: str) -> dict[str, Any]:
