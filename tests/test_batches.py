@@ -21,7 +21,6 @@ What is checked here, on the database the suite runs on (PostgreSQL-only tests s
 
 Every "exactly once" is read from the database: the callback jobs of a batch (``batch_id``
 and ``batch_callback`` in their meta), the ledger's ``fired`` bits and ``callbacks`` map.
-Expected failures mark the bugs found (``# BUG:`` comments).
 """
 
 import datetime
@@ -235,10 +234,7 @@ class NewBatchTests(BatchAssertions, TestCase):
         self.assertEqual(ids, sorted(ids))
         self.assertEqual(len(set(ids)), 20)
 
-    # BUG: uuid7() fills everything after the 48-bit millisecond with random bits (no counter,
-    # RFC 9562 method 1/3), so ids made within one millisecond come in random order: its
-    # docstring's "sorts by creation" (and "UUIDv7 ... increasing") holds only to the ms.
-    @unittest.expectedFailure
+    # Within one millisecond the random bits increase (RFC 9562's monotonic random).
     def test_uuid7_ids_sort_by_creation_even_within_a_millisecond(self):
         ids = [uuid7() for _ in range(1000)]
         self.assertEqual(len(set(ids)), 1000)
@@ -622,12 +618,8 @@ class HandlerTests(BatchAssertions, TestCase):
         self.assertFired(batch_id, *EVERY)
         self.assertLedgerExact(batch_id)
 
-    # BUG: BatchFeature counts a member as attempted when it leaves "executing" with attempt 1
-    # after the change; a put-back gives its attempt back (attempt - 1), so putting back a
-    # member's second attempt (after a failure or a snooze) leaves attempt 1 and counts the
-    # member a second time: the ledger drifts (recount finds it off) and handle_attempted
-    # fires while a member was never attempted.
-    @unittest.expectedFailure
+    # A put-back gives its attempt back (attempt - 1): a second attempt put back leaves
+    # attempt 1, and the member, attempted once already, must not count a second time.
     def test_a_put_back_of_a_second_attempt_does_not_count_again(self):
         members = [w.EveryHandler.new({"fail_once": True}),
                    w.EveryHandler.new({}, schedule_in=3600)]  # never attempted
@@ -693,11 +685,7 @@ class HandlerTests(BatchAssertions, TestCase):
         self.assertEqual((ledger(batch_id).completed, ledger(batch_id).discarded), (3, 1))
         self.assertLedgerExact(batch_id)
 
-    # BUG: a BatchWorker job inserted outside any batch (no batch_id) makes
-    # BatchFeature.inserted raise KeyError('batch_id') (it reads job.meta["batch_id"] for every
-    # job of a BatchWorker), so BatchWorker.enqueue(args) without batch_id fails with a bare
-    # KeyError (and BatchFeature.acked does the same for such a row: its acks roll back).
-    @unittest.expectedFailure
+    # A BatchWorker job inserted outside any batch (no batch_id) is a plain job.
     def test_a_batch_worker_job_outside_any_batch_runs_as_a_plain_job(self):
         try:
             job = w.EveryHandler.enqueue({"n": 1})
@@ -729,12 +717,8 @@ class DeleteTests(BatchAssertions, TestCase):
             "members": 2, "attempted": 1, "completed": 1, "cancelled": 0, "discarded": 0,
             "retryable": 0})
 
-    # BUG: deleting a member runs BatchFeature.acked's _due check on what remains, so deleting
-    # the only member left unfinished (here scheduled) fires handle_attempted,
-    # handle_completed and handle_exhausted at once — docs/batches.md: "Deleting members (the
-    # admin, delete_job, the pruner) uncounts them but never fires a handler" (the batch is to
-    # be judged at its next change).
-    @unittest.expectedFailure
+    # docs/batches.md: "Deleting members (the admin, delete_job, the pruner) uncounts them but
+    # never fires a handler": the batch is judged at its next change.
     def test_deleting_the_member_that_kept_handlers_pending_fires_nothing(self):
         members = [w.EveryHandler.new({}), w.EveryHandler.new({}),
                    w.EveryHandler.new({}, schedule_in=3600)]
@@ -787,10 +771,8 @@ class DeleteTests(BatchAssertions, TestCase):
         self.assertFired(batch_id, "handle_attempted", "handle_discarded", "handle_exhausted")
         self.assertLedgerExact(batch_id)
 
-    # BUG: as with deletes, the pruner's transition runs the _due check on what remains: pruning
-    # the one discarded member of a batch whose other members all completed fires
-    # handle_completed — "Deleting members (... the pruner) ... never fires a handler".
-    @unittest.expectedFailure
+    # As with deletes: pruning the one discarded member of a batch whose other members all
+    # completed must not make handle_completed fire.
     def test_pruning_the_discarded_member_fires_nothing(self):
         jobs, batch_id = self.new_batch([{"discard": True}, {}, {}])
         self.run_members()
@@ -968,8 +950,7 @@ class RandomRunTests(BatchAssertions, TestCase):
     """Random members (failing, snoozing, cancelling, discarding), drained a few at a time,
     with cancels (of waiting and of running members), retries, deletes, put-backs, rescues and
     late members from outside: after every step, every ledger recounts exactly; each handler
-    fires at most once. Put-backs are of first attempts only: a later attempt put back counts
-    its member twice (the expected failure test_a_put_back_of_a_second_attempt_...). Set
+    fires at most once. Put-backs are of first and later attempts alike. Set
     BATCH_SEEDS=1,2,...,60 to run more seeds (about 1 s each)."""
 
     SCRIPTS = ({}, {}, {}, {"fail_once": True}, {"fail": True}, {"snooze": True},
@@ -1012,9 +993,8 @@ class RandomRunTests(BatchAssertions, TestCase):
             if candidates and len(candidates) > 3:
                 control.delete_job(rng.choice(candidates))
         elif action == "put_back":
-            # First attempts only: putting back a later attempt counts the member twice (see
-            # test_a_put_back_of_a_second_attempt_does_not_count_again, a known bug).
-            fresh = [j.pk for j in members if j.state == AVAILABLE and j.attempt == 0]
+            # Waiting members of any attempt: the node stopped before their attempt ended.
+            fresh = [j.pk for j in members if j.state == AVAILABLE]
             running = fetch(limit=rng.randint(1, 4), ids=fresh) if fresh else []
             engine.ack([put_back(job, now, "shutdown") for job in running])
         elif action == "rescue":

@@ -53,6 +53,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -87,12 +88,27 @@ CALLBACK_OPTIONS = ("batch_callback_args", "batch_callback_meta", "batch_callbac
                     "batch_callback_worker")
 
 
+_uuid7_lock = threading.Lock()
+_uuid7_last = [0, 0]  # the last id's millisecond and its 74 random bits
+
+
 def uuid7() -> str:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix time in ms, then random bits; sorts by creation."""
-    value = (int(time.time() * 1000) & ((1 << 48) - 1)) << 80
-    value |= int.from_bytes(os.urandom(10), "big") & ((1 << 80) - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)          # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)          # RFC 4122 variant
+    """A UUIDv7 (RFC 9562): 48 bits of Unix time in ms, then 74 bits that are random for the
+    first id of a millisecond and increase by a random step for the next ones (the RFC's
+    monotonic random), so ids of one process sort by creation even within a millisecond and
+    when the clock steps back."""
+    with _uuid7_lock:
+        ms = time.time_ns() // 1_000_000
+        rand = int.from_bytes(os.urandom(10), "big") >> 6          # 74 random bits
+        last_ms, last_rand = _uuid7_last
+        if ms <= last_ms:
+            ms, rand = last_ms, last_rand + 1 + (rand >> 42)        # a random 32-bit step
+            if rand >= 1 << 74:  # the millisecond's space is spent: borrow the next one
+                ms, rand = ms + 1, rand & ((1 << 73) - 1)
+        _uuid7_last[:] = [ms, rand]
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76 | (rand >> 62) << 64                         # version 7, rand_a
+    value |= 0x2 << 62 | (rand & ((1 << 62) - 1))                   # RFC variant, rand_b
     return str(uuid.UUID(int=value))
 
 
@@ -264,8 +280,8 @@ class BatchFeature(Feature):
 
     def inserted(self, jobs: list[Job], using: str) -> None:
         members: dict[str, list[Job]] = {}
-        for job in jobs:
-            if "batch_callback" not in job.meta:
+        for job in jobs:  # a job of a batch worker outside any batch is a plain job
+            if job.meta.get("batch_id") and "batch_callback" not in job.meta:
                 members.setdefault(job.meta["batch_id"], []).append(job)
         batches = Batch.objects.using(using)
         for batch_id, joined in sorted(members.items()):
@@ -275,7 +291,7 @@ class BatchFeature(Feature):
     def acked(self, changes: list[JobChange], using: str) -> None:
         by_batch: dict[str, list[JobChange]] = {}
         for change in changes:
-            if "batch_callback" not in change.meta:
+            if change.meta.get("batch_id") and "batch_callback" not in change.meta:
                 by_batch.setdefault(change.meta["batch_id"], []).append(change)
         if not by_batch:
             return
@@ -287,8 +303,9 @@ class BatchFeature(Feature):
         ledgers = Batch.objects.using(using).apply(deltas)
         callbacks = []
         for batch_id, batch in sorted(ledgers.items()):
-            moved = any(change.new is not None for change in by_batch[batch_id])
-            due = _due(batch, entered[batch_id] if moved else set())
+            if not any(change.new is not None for change in by_batch[batch_id]):
+                continue  # only deletes: they uncount members, and never fire a handler
+            due = _due(batch, entered[batch_id])
             if due:  # rare: a handler fires; remember it in the same transaction
                 _save(batch, using)
                 callbacks += due
@@ -305,21 +322,32 @@ def _deltas(changes: list[JobChange]) -> tuple[dict[str, int], set[str]]:
     """What the changes do to a ledger's counters, and the states members entered."""
     delta: dict[str, int] = {}
     entered = set()
+
+    def add(counter: str, amount: int) -> None:
+        delta[counter] = delta.get(counter, 0) + amount
+
     for change in changes:
         if change.old in STATE_COUNTERS:
-            delta[STATE_COUNTERS[change.old]] = delta.get(STATE_COUNTERS[change.old], 0) - 1
+            add(STATE_COUNTERS[change.old], -1)
+        before = _attempted(change.old, change.old_attempt if change.old_attempt is not None
+                            else change.attempt)
         if change.new is None:  # deleted
-            delta["members"] = delta.get("members", 0) - 1
-            if (change.attempt or 0) >= 1:
-                delta["attempted"] = delta.get("attempted", 0) - 1
+            add("members", -1)
+            add("attempted", -before)
             continue
         if change.new in STATE_COUNTERS:
-            delta[STATE_COUNTERS[change.new]] = delta.get(STATE_COUNTERS[change.new], 0) + 1
+            add(STATE_COUNTERS[change.new], 1)
         entered.add(change.new)
-        # A member's first attempt ended (a put-back gives its attempt back: attempt 0).
-        if change.old == JobState.EXECUTING and change.attempt == 1:
-            delta["attempted"] = delta.get("attempted", 0) + 1
+        add("attempted", _attempted(change.new, change.attempt) - before)
     return delta, entered
+
+
+def _attempted(state: str, attempt: int | None) -> int:
+    """Whether a member in ``state`` at ``attempt`` counts as attempted: an attempt of it has
+    ended (the first is still running while it executes at attempt 1). The same rule as
+    :func:`recount`; a put-back gives its attempt back, a rescue keeps it."""
+    attempt = attempt or 0
+    return int(attempt >= 2 or (attempt >= 1 and state != JobState.EXECUTING))
 
 
 def _due(batch: Batch, entered: set[str]) -> list[tuple[Batch, str]]:
@@ -420,8 +448,12 @@ class BatchSweep(Plugin):
                 batch = batches.locked([batch_id]).get(batch_id)
                 if batch is None:
                     continue
-                repaired += recount(batch, engine.alias)
-                due = _due(batch, set())
+                # A right ledger was judged at its last change (deletes fire nothing): only a
+                # repaired one is judged again. Either way it is saved, which moves it to the
+                # back of the sweep's order.
+                off = recount(batch, engine.alias)
+                due = _due(batch, set()) if off else []
+                repaired += off
                 fired += len(due)
                 _save(batch, engine.alias)
                 _insert_callbacks(due, engine.alias)
