@@ -26,6 +26,7 @@ release latency p50 at most 10 ms.
 
 from __future__ import annotations
 
+import itertools
 import argparse
 import json
 import os
@@ -102,7 +103,7 @@ def release_latencies(times: dict) -> list[float]:
         runs.sort()
         if [seq for seq, *_ in runs] != list(range(len(runs))):
             raise RuntimeError(f"chain {key}: runs missing or repeated")
-        for (_, _, end), (seq, start, _) in zip(runs, runs[1:]):
+        for (_, _, end), (seq, start, _) in itertools.pairwise(runs):
             if start < end:
                 raise RuntimeError(f"chain {key}: job {seq} started before job {seq - 1} ended")
             latencies.append((start - end) * 1000)
