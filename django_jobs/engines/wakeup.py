@@ -20,6 +20,12 @@ def unregister(queue: str, wake: Callable[[], None]) -> None:
             _listeners[queue].remove(wake)
 
 
+def listening(queue: str) -> bool:
+    """Whether anything in this process waits for inserts into ``queue`` (a lock-free
+    peek: a waiter registering meanwhile also looks at the table itself)."""
+    return bool(_listeners.get(queue))
+
+
 def wake_local(queues: Iterable[str]) -> None:
     """Wake the producers of ``queues`` running in this process, if any."""
     with _lock:

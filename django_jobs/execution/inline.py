@@ -33,7 +33,7 @@ def run_inline(jobs: Sequence[Job]) -> list[Job]:
     """
     for job in jobs:
         as_fetched(job, ["inline", "inline"])
-        outcome, result = execute(Running(job), reset=False)
+        outcome, result = execute(Running(job, written=False), reset=False)
         outcome.apply_to(job)
         job.result = result
     return list(jobs)

@@ -64,8 +64,12 @@ class Running:
     returns, so an interrupt never lands in the next job of the same thread.
     """
 
-    def __init__(self, job) -> None:
+    def __init__(self, job, *, written: bool = True) -> None:
         self.job = job
+        #: Whether the attempt's outcome is written to the database (``runjobs``,
+        #: ``drain_queue``), or not (inline mode, ``perform_job``: the job may not even be a
+        #: row, and work reaching for other rows, such as a chunk, must not).
+        self.written = written
         self.lock = threading.Lock()
         self.active = False
         self.thread_id: int | None = None

@@ -55,7 +55,7 @@ from ..durations import to_seconds
 from ..engines import get_engine, wakeup
 from ..exceptions import ConfigurationError, JobsError
 from ..execution.executor import abandon_attempt, begin_attempt, end_attempt, put_back
-from ..execution.interrupt import JobInterrupted, on_interrupt, shielded
+from ..execution.interrupt import JobInterrupted, current_running, on_interrupt, shielded
 from ..execution.outcome import Outcome
 from ..features import Attempt
 from ..models.job import Job, JobState
@@ -154,8 +154,10 @@ def partition_filter(worker: ChunkWorker, leader: Job) -> Q | None:
     where = Q()
     for source, key in type(worker)._chunk_keys:
         value = (leader.args if source == "args" else leader.meta).get(key)
-        where &= Q(**{f"{source}__{key}": value}) if value is not None else Q(
-            **{f"{source}__{key}__isnull": True})
+        if value is None:  # a JSON null and a missing key are the same "no value"
+            where &= Q(**{f"{source}__{key}__isnull": True}) | Q(**{f"{source}__{key}": None})
+        else:
+            where &= Q(**{f"{source}__{key}": value})
     return where
 
 
@@ -173,7 +175,8 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
     ready: list[Attempt] = []        # members for process
     written = False
     try:
-        if leader.pk is not None:  # a job of the database; inline and perform_job: alone
+        running = current_running()
+        if running is not None and running.written:  # inline, perform_job: a chunk of one
             _gather(worker, leader, type(worker).size - 1, type(worker)._chunk_timeout,
                     members)
             for job in members:
@@ -192,11 +195,13 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
                 _write(early + outcomes)
                 written = True
             raise
-        verdicts = _verdicts(result, jobs)
+        verdicts, strangers = _verdicts(result, jobs)
         outcomes = [_ended(attempt, verdicts.get(id(attempt.job))) for attempt in ready]
         with shielded():  # written and known to be, or the interrupt waits
             _write(early + outcomes)
             written = True
+        if strangers:
+            raise ChunkFailed("; ".join(strangers))
         return _leader_result(verdicts.get(id(leader)))
     except JobInterrupted:
         # Stopped (the leader cancelled, the node shutting down, a timeout): members whose
@@ -236,7 +241,10 @@ def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,
     wakeup.register(leader.queue, inserted.set)
     try:
         with on_interrupt(inserted.set):
-            oldest = leader.scheduled_at or timezone.now()
+            # A job made available before its time (drain_queue(with_scheduled=True)) has
+            # waited from now: no chunk waits longer than ``timeout`` after it starts.
+            now = timezone.now()
+            oldest = min(leader.scheduled_at or now, now)
             while True:
                 inserted.clear()
                 if len(members) < wanted:
@@ -246,6 +254,7 @@ def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,
                                                     leader.worker, where)
                         members += claimed
                     oldest = min([oldest, *(job.scheduled_at for job in claimed)])
+                    oldest = min(oldest, timezone.now())
                 left = timeout - (timezone.now() - oldest).total_seconds()
                 if len(members) >= wanted or left <= 0:
                     return
@@ -254,33 +263,41 @@ def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,
         wakeup.unregister(leader.queue, inserted.set)
 
 
-def _verdicts(result: Any, jobs: list[Job]) -> dict[int, tuple[str, Any]]:
-    """What ``process``'s result says of each job it names: (kind, reason)."""
+def _verdicts(result: Any, jobs: list[Job]) -> tuple[dict[int, tuple[str, Any]], list[str]]:
+    """What ``process``'s result says of each job it names: (kind, reason) by ``id(job)``;
+    and what it says of jobs that are not in the chunk (they fail the leader once the
+    members' outcomes are written)."""
     results = result if isinstance(result, list) and all(
         isinstance(r, ChunkResult) for r in result) else [result]
     ids = {id(job) for job in jobs}
     verdicts: dict[int, tuple[str, Any]] = {}
+    strangers = []
     for item in results:
         if not isinstance(item, ChunkResult):
             continue
         kind = {ChunkError: "error", ChunkDiscard: "discard", ChunkCancel: "cancel",
                 ChunkSnooze: "snooze"}[type(item)]
         for job in item.jobs:
-            if id(job) not in ids:
-                raise ChunkFailed(f"{type(item).__name__} names {job!r}, which is not a job of "
-                                  f"this chunk")
-            verdicts[id(job)] = (kind, item.reason)
-    return verdicts
+            if id(job) in ids:
+                verdicts[id(job)] = (kind, item.reason)
+            else:
+                strangers.append(f"{type(item).__name__} names {job!r}, which is not a job of "
+                                 f"this chunk")
+    return verdicts, strangers
 
 
 def _ended(attempt: Attempt, verdict: tuple[str, Any] | None) -> Outcome:
-    """A ready member's outcome from what ``process`` said of it."""
+    """A ready member's outcome from what ``process`` said of it (a verdict that cannot be
+    applied, such as a bad snooze duration, fails the member with that error)."""
     kind, reason = verdict or ("complete", None)
     if kind == "error":
-        text = reason if isinstance(reason, str) and "Traceback" in reason else \
-            f"ChunkError: {reason}"
-        return end_attempt(attempt, error=ChunkFailed(reason), text=text)
-    return end_attempt(attempt, _control_result(kind, reason))
+        exc = reason if isinstance(reason, BaseException) else ChunkFailed(reason)
+        return end_attempt(attempt, error=exc, text=f"ChunkError: {reason}")
+    try:
+        result = _control_result(kind, reason)
+    except Exception as exc:
+        return end_attempt(attempt, error=exc)
+    return end_attempt(attempt, result)
 
 
 def _control_result(kind: str, reason: Any) -> Any:
