@@ -347,8 +347,9 @@ class StateChangedTests(FeatureTestMixin, TestCase):
         self.addCleanup(signals.state_changed.disconnect, receiver)
 
     def change(self, job, old, new, meta=None, attempt=0):
+        """A change that leaves the job's attempt as it was (every change these tests make)."""
         return JobChange(job.pk, job.worker, job.queue, job.meta if meta is None else meta,
-                         old, new, attempt=attempt)
+                         old, new, attempt=attempt, old_attempt=attempt)
 
     def test_acks_through_drain_queue(self):
         self.register(META_STAMP)

@@ -155,8 +155,10 @@ class SchemaTests(TestCase):
             constraints = connection.introspection.get_constraints(cursor, Job._meta.db_table)
         names = set(constraints)
         for name in ("django_jobs_fetch", "django_jobs_stage", "django_jobs_executing",
-                     "django_jobs_prune", "django_jobs_batch", "django_jobs_chain",
-                     "django_jobs_state_queue", "django_jobs_unique_slot"):
+                     "django_jobs_prune", "django_jobs_batch_members", "django_jobs_chain",
+                     "django_jobs_chain_waiting", "django_jobs_chain_active",
+                     "django_jobs_state_queue", "django_jobs_unique_slot",
+                     "django_jobs_chain_running"):
             with self.subTest(index=name):
                 self.assertIn(name, names)
         self.assertTrue(constraints["django_jobs_unique_slot"]["unique"])
