@@ -35,8 +35,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.db import transaction
 from django.utils.module_loading import import_string
 
@@ -122,7 +120,7 @@ def seal(args: Mapping[str, Any], key: bytes, worker_path: str) -> dict[str, Any
     """Args as stored: AES-256-GCM of their JSON, bound to the worker path and key id."""
     kid = key_id(key)
     nonce = os.urandom(NONCE_BYTES)
-    data = AESGCM(key).encrypt(nonce, dumps(dict(args)).encode(), _aad(worker_path, kid))
+    data = _aesgcm()(key).encrypt(nonce, dumps(dict(args)).encode(), _aad(worker_path, kid))
     return {SEALED: {"key": kid, "data": base64.b64encode(nonce + data).decode("ascii")}}
 
 
@@ -150,13 +148,22 @@ def open_sealed(args: Any, keys: list[bytes], worker_path: str) -> dict[str, Any
                               "altered)") from None
     if len(raw) <= NONCE_BYTES + 16:
         raise DecryptionError("the sealed args are truncated (the row was altered)")
+    aesgcm = _aesgcm()
+    from cryptography.exceptions import InvalidTag
     try:
-        plain = AESGCM(by_id[kid]).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
+        plain = aesgcm(by_id[kid]).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
                                            _aad(worker_path, kid))
     except InvalidTag:
         raise DecryptionError(f"the sealed args failed authentication with key {kid} (the row "
                               f"was altered, or moved from another worker)") from None
     return json.loads(plain)
+
+
+def _aesgcm():
+    """AES-GCM from cryptography, imported on first use: its native bindings cost a process
+    about 7 MB, which nodes whose workers encrypt nothing do not pay."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    return AESGCM
 
 
 def _aad(worker_path: str, kid: str) -> bytes:
