@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
+from psycopg.types.datetime import TimestamptzLoader
 from django.core.exceptions import EmptyResultSet
 from django.db import models
 
@@ -56,6 +57,17 @@ class PostgreSQLEngine(Engine):
     #: Rows per unnest INSERT.
     insert_chunk = 5000
 
+    def _cursor(self, *, rows: bool = False) -> psycopg.Cursor:
+        """A cursor on Django's connection (so in the caller's transaction) that binds
+        parameters on the server. One that reads job ``rows`` loads timestamps with psycopg's
+        own (C) loader: Django's, a Python subclass of it, costs about 3 µs a value, and a job
+        row has seven. (Both give aware datetimes in the session's time zone, UTC.)"""
+        self.connection.ensure_connection()
+        cursor = psycopg.Cursor(self.connection.connection)
+        if rows:
+            cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        return cursor
+
     @cached_property
     def _columns_sql(self) -> str:
         return ", ".join(f'"{f.column}"' for f in self.insert_fields)
@@ -82,9 +94,7 @@ class PostgreSQLEngine(Engine):
     def insert_jobs(self, jobs: Sequence[Job], *, skip_conflicts: bool = False) -> None:
         if not jobs:
             return
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, \
-                psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, self._cursor() as cursor:
             if skip_conflicts:
                 for start in range(0, len(jobs), self.insert_chunk):
                     part = jobs[start:start + self.insert_chunk]
@@ -159,9 +169,7 @@ class PostgreSQLEngine(Engine):
         # a little more than needed.
         if not keys:
             return
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, \
-                psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, self._cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, h) FROM (SELECT DISTINCT "
                            "hashtext(k) AS h FROM unnest(%s::text[]) AS k) AS keys ORDER BY h",
                            [self.lock_space, sorted(set(keys))])
@@ -188,9 +196,7 @@ class PostgreSQLEngine(Engine):
             return []
         sql, params = self.fetch_statement(queue, limit, now, self.json_param(attempted_by), ids,
                                            worker)
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, \
-                psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, self._cursor(rows=True) as cursor:
             cursor.execute(sql, params, prepare=True)
             rows = cursor.fetchall()
             names = tuple(column.name for column in cursor.description)
@@ -230,9 +236,7 @@ class PostgreSQLEngine(Engine):
         # on rollback, so producers are only woken for jobs they can see.
         if not queues:
             return
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, \
-                psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, self._cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q",
                            [self.channel, sorted(set(queues))])
         # And this process's own producers at once, without the LISTEN round trip (a chain
@@ -240,9 +244,7 @@ class PostgreSQLEngine(Engine):
         super().notify(queues)
 
     def announce(self, message: dict) -> None:
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, \
-                psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, self._cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CONTROL_CHANNEL, json.dumps(message)])
 
     def _write_each(self, ids: Sequence[int], state: str | None, only_from: Collection[str],
@@ -279,9 +281,7 @@ class PostgreSQLEngine(Engine):
                f"{', '.join(sets)} "
                f"FROM unnest({', '.join(arrays)}) AS v(id, {', '.join(names)}) "
                f"WHERE job.id = v.id AND job.state = ANY(%s) RETURNING job.id")
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, \
-                psycopg.Cursor(self.connection.connection) as cursor:
+        with self.connection.wrap_database_errors, self._cursor() as cursor:
             # Parameters in the order of their placeholders: SET, then FROM, then WHERE.
             cursor.execute(sql, [state, STATE_BITS[state], *shared.values(), *params,
                                  list(only_from)])
