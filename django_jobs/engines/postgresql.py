@@ -252,8 +252,14 @@ class PostgreSQLEngine(Engine):
                     ) -> list[int]:
         # The door's per-job statement (acks, rescues) as one UPDATE whose per-job values
         # travel as one typed array per column (server-side binding): the ORM would splice an
-        # IN list and a CASE per column into the SQL text. The id array is probed through the
-        # primary key.
+        # IN list and a CASE per column into the SQL text.
+        #
+        # The ids are probed through the primary key, whatever the table's statistics say: the
+        # state test is written as an expression no index matches (`state || ''`). Written
+        # plainly, on a table that has not been analysed since a bulk insert the planner may
+        # pick a bitmap scan of the executing index ANDed with state_queue instead, and those
+        # indexes hold an entry for every job that passed through executing until vacuum
+        # removes it: thousands of dead entries read per ack, not ten primary-key probes.
         names = list(next(iter(each.values()), {}))
         shared = {k: v for k, v in columns.items() if k not in ("state", "unique_key")}
         if (state is None or not names
@@ -280,7 +286,7 @@ class PostgreSQLEngine(Engine):
                f"unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END, "
                f"{', '.join(sets)} "
                f"FROM unnest({', '.join(arrays)}) AS v(id, {', '.join(names)}) "
-               f"WHERE job.id = v.id AND job.state = ANY(%s) RETURNING job.id")
+               f"WHERE job.id = v.id AND (job.state || '') = ANY(%s) RETURNING job.id")
         with self.connection.wrap_database_errors, self._cursor() as cursor:
             # Parameters in the order of their placeholders: SET, then FROM, then WHERE.
             cursor.execute(sql, [state, STATE_BITS[state], *shared.values(), *params,
