@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,7 @@ def error_entry(attempt: int, at: Any, text: str) -> dict[str, Any]:
     return {"at": at.isoformat(), "attempt": attempt, "error": text}
 
 
+@functools.cache
 def unique_key_after(state: str) -> Case:
     """The value ``unique_key`` takes when a job moves to ``state``: kept while ``state`` is one
     of the job's unique states, NULL otherwise.
@@ -79,6 +81,10 @@ def unique_key_after(state: str) -> Case:
     Every statement that changes ``state`` sets ``unique_key`` to this, so a job gives up its
     unique slot for good when it leaves its unique states, and can never collide with another
     holder when it comes back (a retry, a snooze).
+
+    One expression per state, built once (building it costs more than an ack's own SQL on
+    PostgreSQL): the ORM copies an expression when it resolves it into a query, so the shared
+    one is never changed.
     """
     return Case(When(GreaterThan(F("unique_states").bitand(Value(STATE_BITS[state])), 0),
                      then=F("unique_key")), default=None,
