@@ -2,7 +2,9 @@
 
 It wakes when a job of its queue finishes, when an insert is announced (NOTIFY, or an insert
 in this process), and every ``poll_interval`` as a safety net. Each fetch claims at most
-``limit - running`` jobs in one statement. Database errors are logged and retried with
+``limit - running`` jobs in one statement. While some of its jobs still run, a producer waits
+up to :attr:`Producer.coalesce` for the others to finish before it fetches, so that slots
+freed one by one are filled by one fetch, not one each. Database errors are logged and retried with
 backoff; they never stop the producer.
 """
 
@@ -27,6 +29,14 @@ logger = logging.getLogger("django_jobs.producer")
 
 
 class Producer:
+    #: Seconds a producer with jobs still running waits, after a slot frees, for the rest to
+    #: free before fetching (it fetches at once when every slot is free). Without it, jobs that
+    #: finish a little apart (any job that does some work) free their slots one by one, and
+    #: each wake-up costs a fetch round trip for a single job: measured with 10 slots, a
+    #: worker that records its result averaged 5 jobs a fetch and ran 30 % slower than a
+    #: no-op. Short beside a fetch's round trip (about 1 ms), so a new job waits at most this.
+    coalesce = 0.001
+
     def __init__(self, *, engine: Engine, node: str, queue: str, limit: int, acker: Acker,
                  poll_interval: float) -> None:
         self.engine = engine
@@ -94,6 +104,7 @@ class Producer:
         while not self._stopping:
             self._wake.wait(self.poll_interval)
             self._wake.clear()
+            self._coalesce()
             if self._stopping:
                 break
             try:
@@ -111,6 +122,21 @@ class Producer:
                 backoff = min(backoff * 2, 5.0)
                 self._wake.set()
         connections[self.engine.alias].close()
+
+    def _coalesce(self) -> None:
+        """Wait up to :attr:`coalesce` while some of this producer's jobs still run and some
+        slots are free, for the rest to finish (each finishing job wakes the producer)."""
+        deadline = time.monotonic() + self.coalesce
+        while not self._stopping:
+            with self._lock:
+                running = len(self.running)
+            if running == 0 or running >= self.limit:
+                return  # every slot free (fetch now), or none (nothing to fetch for)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
+            self._wake.clear()
 
     def _dispatch(self) -> None:
         if self.paused:
