@@ -359,6 +359,19 @@ class PackTests(SimpleTestCase):
             self.assertEqual(packed_size(blob), len(base64.b64decode(blob)))
         self.assertEqual(unpack(text), value)
 
+    def test_packed_data_is_a_zlib_stream_at_every_size(self):
+        # Small values are a stored block built by hand, larger ones deflated with a window to
+        # size: zlib itself must read both, at and around every boundary.
+        sizes = [0, 1, 2, terms.STORED_MAX - 1, terms.STORED_MAX, terms.STORED_MAX + 1,
+                 511, 512, 513, 4096, 40_000, 70_000]
+        for size in sizes:
+            for data in (b"a" * size, bytes((i * 7919) % 251 for i in range(size))):
+                with self.subTest(size=size, repetitive=data[:2] == b"aa"):
+                    self.assertEqual(zlib.decompress(terms._deflate(data)), data)
+        small = base64.b64decode(pack({"ok": True}))
+        self.assertEqual(small[:3], b"\x78\x01\x01", "a small value is one stored block")
+        self.assertEqual(unpack(pack({"ok": True})), {"ok": True})
+
     def test_terms_module_has_no_pickle(self):
         self.assertNotIn("pickle", vars(terms))
 
