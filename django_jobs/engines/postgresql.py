@@ -266,18 +266,25 @@ class PostgreSQLEngine(Engine):
                 or any(hasattr(v, "resolve_expression") for v in shared.values())):
             return super()._write_each(ids, state, only_from, columns, each)
         fields = self.insert_fields_by_name
-        arrays, params = ["%s::bigint[]"], [list(ids)]
+        # Each column's values zipped by ROWS FROM: a typed array per plain column, and per
+        # JSON column one JSON array of every job's value (one dumps for all, where a jsonb[]
+        # would cost an encoding and an array escape per value in Python).
+        arrays, params, values = ["unnest(%s::bigint[])"], [list(ids)], []
         for name in names:
             field = fields[name]
-            arrays.append(f"%s::{_SQL_TYPES[type(field)]}[]")
-            if isinstance(field, models.JSONField):  # None stays NULL (not JSON null)
-                params.append([None if each[pk][name] is None else dumps(each[pk][name])
-                               for pk in ids])
+            if isinstance(field, models.JSONField):
+                arrays.append("jsonb_array_elements(%s::jsonb)")
+                params.append(dumps([each[pk][name] for pk in ids]))
+                # None became JSON null: it stays SQL NULL, as None means for any column.
+                values.append(f"NULLIF(v.\"{name}\", 'null'::jsonb)")
             else:
+                arrays.append(f"unnest(%s::{_SQL_TYPES[type(field)]}[])")
                 params.append([each[pk][name] for pk in ids])
+                values.append(f'v."{name}"')
         # None for a column that cannot be NULL keeps the job's own value.
-        sets = [f'"{name}" = v."{name}"' if fields[name].null
-                else f'"{name}" = COALESCE(v."{name}", job."{name}")' for name in names]
+        sets = [f'"{name}" = {value}' if fields[name].null
+                else f'"{name}" = COALESCE({value}, job."{name}")'
+                for name, value in zip(names, values)]
         # Shared values are typed by a cast, JSON ones sent as JSON text.
         sets += [f'"{name}" = %s::{_SQL_TYPES[type(fields[name])]}' for name in shared]
         shared = {name: dumps(value) if isinstance(fields[name], models.JSONField)
@@ -285,7 +292,7 @@ class PostgreSQLEngine(Engine):
         sql = (f"UPDATE django_jobs_job AS job SET state = %s, "
                f"unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END, "
                f"{', '.join(sets)} "
-               f"FROM unnest({', '.join(arrays)}) AS v(id, {', '.join(names)}) "
+               f"FROM ROWS FROM ({', '.join(arrays)}) AS v(id, {', '.join(names)}) "
                f"WHERE job.id = v.id AND (job.state || '') = ANY(%s) RETURNING job.id")
         with self.connection.wrap_database_errors, self._cursor() as cursor:
             # Parameters in the order of their placeholders: SET, then FROM, then WHERE.
