@@ -57,17 +57,18 @@ def make_template() -> None:
 
 
 INSERT = """
+from django.utils.module_loading import import_string
 from django_jobs import insert_all
-from bench.workers import NoopWorker
-insert_all([NoopWorker.new({"i": i}) for i in range(%d)])
+worker = import_string(%r)
+insert_all([worker.new({"i": i}) for i in range(%d)])
 """
 
 
-def run_once(jobs: int, limit: int, analysed: bool) -> dict[str, float]:
+def run_once(jobs: int, limit: int, analysed: bool, worker: str) -> dict[str, float]:
     admin(f'DROP DATABASE IF EXISTS "{DATABASE}"')
     admin(f'CREATE DATABASE "{DATABASE}" TEMPLATE "{TEMPLATE}"')
     env = env_for(DATABASE)
-    subprocess.run([sys.executable, "-c", "import django; django.setup()\n" + INSERT % jobs],
+    subprocess.run([sys.executable, "-c", "import django; django.setup()\n" + INSERT % (worker, jobs)],
                    check=True, cwd=ROOT, env=env)
     url = f"{PG_SERVER}/{DATABASE}"
     with psycopg.connect(url, autocommit=True) as conn:
@@ -128,19 +129,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--worker", default="bench.workers.NoopWorker",
+                        help="dotted path of the jobs' worker (bench.workers.RecordedNoopWorker: "
+                             "the cost of recording results)")
     options = parser.parse_args()
     make_template()
     base_cpu = statistics.median(startup_cpu() for _ in range(2))
     figures: dict[str, list[dict]] = {"fresh": [], "analysed": []}
     for run in range(options.runs):
         for mode in figures:  # interleaved: drift on a shared machine hits both alike
-            result = run_once(options.jobs, options.limit, analysed=mode == "analysed")
+            result = run_once(options.jobs, options.limit, analysed=mode == "analysed",
+                              worker=options.worker)
             result["cpu_per_job"] = (result["cpu_total"] - base_cpu) / options.jobs * 1e6
             figures[mode].append(result)
             print(f"run {run + 1} {mode:>8}: {result['rate']:,.0f} jobs/s, "
                   f"{result['cpu_per_job']:.0f} µs CPU/job, {result['rss']:.1f} MB",
                   file=sys.stderr)
-    print(f"\nrunjobs -q default={options.limit}, {options.jobs:,} no-op jobs, "
+    print(f"\nrunjobs -q default={options.limit}, {options.jobs:,} jobs of {options.worker}, "
           f"median of {options.runs} (load average {os.getloadavg()[0]:.2f}):\n")
     print("| figure | fresh table | analysed table |\n| --- | ---: | ---: |")
     rows = (("jobs/s, first claim to last completion", "rate", "{:,.0f}"),
