@@ -284,7 +284,7 @@ class PostgreSQLEngine(Engine):
         # None for a column that cannot be NULL keeps the job's own value.
         sets = [f'"{name}" = {value}' if fields[name].null
                 else f'"{name}" = COALESCE({value}, job."{name}")'
-                for name, value in zip(names, values)]
+                for name, value in zip(names, values, strict=True)]
         # Shared values are typed by a cast, JSON ones sent as JSON text.
         sets += [f'"{name}" = %s::{_SQL_TYPES[type(fields[name])]}' for name in shared]
         shared = {name: dumps(value) if isinstance(fields[name], models.JSONField)
