@@ -27,15 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (ROOT, database_urls, ensure_postgres_database, median, setup_django,
-                          truncate_jobs)
+from bench.common import (load_line,
+                          measure_engines, print_table, setup_django, truncate_jobs)
 
 LIMIT, QUEUE, BATCH_SIZE = 10, "default", 100
 #: The callbacks' own queue (as docs/batches.md advises): they do not wait behind members.
@@ -125,31 +123,14 @@ def measure(runs: int, jobs: int) -> dict:
 def report(results: dict, runs: int, jobs: int) -> None:
     print(f"\nBatch benchmark: {jobs:,} no-op jobs, queue limit {LIMIT}, one in-process node; "
           f"median of {runs} runs (spread = min-max).")
-    header = f"{'engine':<12}{'figure':<48}{'median':>10}  {'spread':<18}{'target':<10}verdict"
-    print(header)
-    print("-" * len(header))
-    for vendor, r in results.items():
-        is_pg = vendor.startswith("postgresql")
-        rows = [("plain", "no batch (jobs/s)", "{:,.0f}", None),
-                ("one", f"one batch of {jobs:,} (jobs/s)", "{:,.0f}", None),
-                ("one_ratio", "  one batch / no batch, run by run", "{:.2f}", (TARGET_RATIO, True)),
-                ("many", f"batches of {BATCH_SIZE} (jobs/s)", "{:,.0f}", None),
-                ("many_ratio", "  batches / no batch, run by run", "{:.2f}", (TARGET_RATIO, True)),
-                ("p50", "handle_completed latency p50 (ms)", "{:.1f}", (TARGET_P50_MS, False)),
-                ("p95", "handle_completed latency p95 (ms)", "{:.1f}", None)]
-        for key, label, fmt, target in rows:
-            values = r[key]
-            value = median(values)
-            spread = f"{fmt.format(min(values))}-{fmt.format(max(values))}"
-            if target and is_pg:
-                goal, higher = target
-                ok = value >= goal if higher else value <= goal
-                text = f"{'>=' if higher else '<='} {goal:g}"
-                verdict = "meets target" if ok else "BELOW TARGET"
-            else:
-                text, verdict = "(info)" if target else "-", "-"
-            print(f"{vendor:<12}{label:<48}{fmt.format(value):>10}  {spread:<18}{text:<10}"
-                  f"{verdict}")
+    rows = [("plain", "no batch (jobs/s)", "{:,.0f}", None),
+            ("one", f"one batch of {jobs:,} (jobs/s)", "{:,.0f}", None),
+            ("one_ratio", "  one batch / no batch, run by run", "{:.2f}", (TARGET_RATIO, True)),
+            ("many", f"batches of {BATCH_SIZE} (jobs/s)", "{:,.0f}", None),
+            ("many_ratio", "  batches / no batch, run by run", "{:.2f}", (TARGET_RATIO, True)),
+            ("p50", "handle_completed latency p50 (ms)", "{:.1f}", (TARGET_P50_MS, False)),
+            ("p95", "handle_completed latency p95 (ms)", "{:.1f}", None)]
+    print_table(results, rows, width=48)
 
 
 def main() -> None:
@@ -164,23 +145,10 @@ def main() -> None:
         print(json.dumps(measure(args.runs, args.jobs)))
         return
     started, load = time.perf_counter(), os.getloadavg()
-    urls = database_urls()
-    results = {}
-    for vendor in args.engines.split(","):
-        if vendor.startswith("postgresql") and (problem := ensure_postgres_database()):
-            print(f"{vendor}: skipped, server not reachable ({problem})")
-            continue
-        print(f"measuring {vendor} ...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--db", urls[vendor], "--runs",
-                              str(args.runs), "--jobs", str(args.jobs)],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        if out.returncode:
-            sys.exit(f"{vendor}: failed (see above)")
-        results[vendor] = json.loads(out.stdout.strip().splitlines()[-1])
-    shutil.rmtree(os.path.dirname(urls["sqlite"].removeprefix("sqlite:///")), ignore_errors=True)
+    results = measure_engines(__file__, args.engines,
+                              ["--runs", str(args.runs), "--jobs", str(args.jobs)])
     report(results, args.runs, args.jobs)
-    print(f"total {time.perf_counter() - started:.0f} s; load average (1 min) {load[0]:.2f} at "
-          f"start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} cores")
+    print(load_line(started, load))
 
 
 if __name__ == "__main__":

@@ -30,15 +30,13 @@ import itertools
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (ROOT, database_urls, ensure_postgres_database, median, setup_django,
-                          truncate_jobs)
+from bench.common import (load_line,
+                          measure_engines, print_table, setup_django, truncate_jobs)
 
 JOBS, CHAINS, LIMIT, QUEUE = 10_000, 100, 10, "default"
 TARGET_RATIO, TARGET_P50_MS = 0.60, 10.0
@@ -134,30 +132,13 @@ def measure(runs: int) -> dict:
 def report(results: dict, runs: int) -> None:
     print(f"\nChain benchmark: {JOBS:,} no-op jobs, {CHAINS} chain keys, queue limit {LIMIT}, "
           f"one in-process node; median of {runs} runs (spread = min-max).")
-    header = f"{'engine':<12}{'figure':<46}{'median':>10}  {'spread':<18}{'target':<10}verdict"
-    print(header)
-    print("-" * len(header))
-    for vendor, r in results.items():
-        is_pg = vendor.startswith("postgresql")
-        rows = [("plain", "unchained (jobs/s)", "{:,.0f}", None),
-                ("chained", "chained, 100 keys (jobs/s)", "{:,.0f}", None),
-                ("ratio", "  chained / unchained, run by run", "{:.2f}", (TARGET_RATIO, True)),
-                ("p50", "release latency p50 (ms; one chain)", "{:.2f}", (TARGET_P50_MS, False)),
-                ("p95", "release latency p95 (ms; one chain)", "{:.2f}", None),
-                ("busy_p50", "  p50 with 10 chains, every slot busy (ms)", "{:.2f}", None)]
-        for key, label, fmt, target in rows:
-            values = r[key]
-            value = median(values)
-            spread = f"{fmt.format(min(values))}-{fmt.format(max(values))}"
-            if target and is_pg:
-                goal, higher = target
-                ok = value >= goal if higher else value <= goal
-                text, verdict = f"{'>=' if higher else '<='} {goal:g}", ("meets target" if ok
-                                                                        else "BELOW TARGET")
-            else:
-                text, verdict = "(info)" if target else "-", "-"
-            print(f"{vendor:<12}{label:<46}{fmt.format(value):>10}  {spread:<18}{text:<10}"
-                  f"{verdict}")
+    rows = [("plain", "unchained (jobs/s)", "{:,.0f}", None),
+            ("chained", "chained, 100 keys (jobs/s)", "{:,.0f}", None),
+            ("ratio", "  chained / unchained, run by run", "{:.2f}", (TARGET_RATIO, True)),
+            ("p50", "release latency p50 (ms; one chain)", "{:.2f}", (TARGET_P50_MS, False)),
+            ("p95", "release latency p95 (ms; one chain)", "{:.2f}", None),
+            ("busy_p50", "  p50 with 10 chains, every slot busy (ms)", "{:.2f}", None)]
+    print_table(results, rows, width=46)
 
 
 def main() -> None:
@@ -171,22 +152,9 @@ def main() -> None:
         print(json.dumps(measure(args.runs)))
         return
     started, load = time.perf_counter(), os.getloadavg()
-    urls = database_urls()
-    results = {}
-    for vendor in args.engines.split(","):
-        if vendor.startswith("postgresql") and (problem := ensure_postgres_database()):
-            print(f"{vendor}: skipped, server not reachable ({problem})")
-            continue
-        print(f"measuring {vendor} ...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--db", urls[vendor], "--runs",
-                              str(args.runs)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        if out.returncode:
-            sys.exit(f"{vendor}: failed (see above)")
-        results[vendor] = json.loads(out.stdout.strip().splitlines()[-1])
-    shutil.rmtree(os.path.dirname(urls["sqlite"].removeprefix("sqlite:///")), ignore_errors=True)
+    results = measure_engines(__file__, args.engines, ["--runs", str(args.runs)])
     report(results, args.runs)
-    print(f"total {time.perf_counter() - started:.0f} s; load average (1 min) {load[0]:.2f} at "
-          f"start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} cores")
+    print(load_line(started, load))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ only once per process):
 from __future__ import annotations
 
 import json
+import shutil
+import time
 import os
 import statistics
 import subprocess
@@ -123,3 +125,58 @@ def median(values: list[float]) -> float:
 def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
     ok = value >= target if higher_is_better else value <= target
     return "meets target" if ok else "BELOW TARGET" if higher_is_better else "ABOVE TARGET"
+
+
+#: One figure of a report: (key in the results, label, format, target). A target is
+#: (goal, higher_is_better), judged on PostgreSQL only (the targets are set for it).
+Row = tuple[str, str, str, "tuple[float, bool] | None"]
+
+
+def print_table(results: dict[str, dict], rows: list[Row], width: int = 48) -> None:
+    """Each engine's figures: median, spread (min-max of the runs), target and verdict."""
+    header = f"{'engine':<12}{'figure':<{width}}{'median':>10}  {'spread':<18}{'target':<10}verdict"
+    print(header)
+    print("-" * len(header))
+    for vendor, r in results.items():
+        for key, label, fmt, target in rows:
+            values = r[key]
+            value = median(values)
+            spread = f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+            if target and vendor.startswith("postgresql"):
+                goal, higher = target
+                ok = value >= goal if higher else value <= goal
+                text = f"{'>=' if higher else '<='} {goal:g}"
+                verdict = "meets target" if ok else "BELOW TARGET"
+            else:
+                text, verdict = "(info)" if target else "-", "-"
+            print(f"{vendor:<12}{label:<{width}}{fmt.format(value):>10}  {spread:<18}{text:<10}"
+                  f"{verdict}")
+
+
+def measure_engines(script: str, engines: str, argv: list[str]) -> dict[str, dict]:
+    """Run ``script --db URL *argv`` in a subprocess per engine of ``engines`` (comma
+    separated; PostgreSQL skipped with a message when unreachable), each on a fresh database;
+    collect the JSON each prints last. Exits when a run fails."""
+    urls = database_urls()
+    results = {}
+    try:
+        for vendor in engines.split(","):
+            if vendor.startswith("postgresql") and (problem := ensure_postgres_database()):
+                print(f"{vendor}: skipped, server not reachable ({problem})")
+                continue
+            print(f"measuring {vendor} ...", file=sys.stderr, flush=True)
+            out = subprocess.run([sys.executable, script, "--db", urls[vendor], *argv],
+                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            if out.returncode:
+                sys.exit(f"{vendor}: failed (see above)")
+            results[vendor] = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(os.path.dirname(urls["sqlite"].removeprefix("sqlite:///")),
+                      ignore_errors=True)
+    return results
+
+
+def load_line(started: float, load: tuple[float, float, float]) -> str:
+    """The closing line of a report: time taken and the load average before and after."""
+    return (f"total {time.perf_counter() - started:.0f} s; load average (1 min) {load[0]:.2f} "
+            f"at start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} cores")

@@ -68,8 +68,8 @@ def run_once(jobs: int, limit: int, analysed: bool, worker: str) -> dict[str, fl
     admin(f'DROP DATABASE IF EXISTS "{DATABASE}"')
     admin(f'CREATE DATABASE "{DATABASE}" TEMPLATE "{TEMPLATE}"')
     env = env_for(DATABASE)
-    subprocess.run([sys.executable, "-c", "import django; django.setup()\n" + INSERT % (worker, jobs)],
-                   check=True, cwd=ROOT, env=env)
+    insert = "import django; django.setup()\n" + INSERT % (worker, jobs)
+    subprocess.run([sys.executable, "-c", insert], check=True, cwd=ROOT, env=env)
     url = f"{PG_SERVER}/{DATABASE}"
     with psycopg.connect(url, autocommit=True) as conn:
         if analysed:
