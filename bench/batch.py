@@ -32,8 +32,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (load_line,
-                          measure_engines, print_table, setup_django, truncate_jobs)
+from bench.common import (drain, load_line, measure_engines, print_table, setup_django,
+                          truncate_jobs)
 
 LIMIT, QUEUE, BATCH_SIZE = 10, "default", 100
 #: The callbacks' own queue (as docs/batches.md advises): they do not wait behind members.
@@ -46,7 +46,6 @@ def run_once(kind: str, jobs: int) -> dict:
     from bench import workers
     from django.db import connection
     from django_jobs.models import Batch, Job
-    from django_jobs.runtime.node import Node
 
     truncate_jobs()
     Batch.objects.all().delete()
@@ -67,21 +66,7 @@ def run_once(kind: str, jobs: int) -> dict:
                        else "ANALYZE")
     pending = ("SELECT EXISTS (SELECT 1 FROM django_jobs_job WHERE state IN "
                "('available', 'executing', 'scheduled', 'retryable'))")
-    node = Node(queues={QUEUE: LIMIT, CALLBACKS: LIMIT}, name="bench-batch", grace=5)
-    started = time.perf_counter()
-    node.start()
-    try:
-        while True:
-            with connection.cursor() as cursor:
-                cursor.execute(pending)
-                if not cursor.fetchone()[0]:
-                    break
-            if time.perf_counter() - started > 900:
-                raise RuntimeError("run did not finish in 900 s")
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        node.stop()
+    elapsed = drain({QUEUE: LIMIT, CALLBACKS: LIMIT}, "bench-batch", pending, 900)
     members = Job.objects.filter(batch__isnull=False if kind != "plain" else True)
     done = Job.objects.filter(state="completed").count()
     batches = 0 if kind == "plain" else (1 if kind == "one batch" else -(-jobs // BATCH_SIZE))

@@ -35,8 +35,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (load_line,
-                          measure_engines, print_table, setup_django, truncate_jobs)
+from bench.common import (drain, load_line, measure_engines, print_table, setup_django,
+                          truncate_jobs)
 
 JOBS, CHAINS, LIMIT, QUEUE = 10_000, 100, 10, "default"
 TARGET_RATIO, TARGET_P50_MS = 0.60, 10.0
@@ -54,9 +54,7 @@ def run_once(chained: bool, chains: int = CHAINS, jobs: int = JOBS) -> dict:
     """One run: jobs/s, and (chained) the release latencies in ms."""
     import django_jobs
     from bench import workers
-    from django.db import connection
     from django_jobs.models import Job
-    from django_jobs.runtime.node import Node
 
     worker = workers.ChainedNoopWorker if chained else workers.TimedNoopWorker
     truncate_jobs()
@@ -66,21 +64,7 @@ def run_once(chained: bool, chains: int = CHAINS, jobs: int = JOBS) -> dict:
     analyze()
     pending = ("SELECT EXISTS (SELECT 1 FROM django_jobs_job WHERE state IN "
                "('available', 'executing', 'suspended', 'scheduled'))")
-    node = Node(queues={QUEUE: LIMIT}, name="bench-chain", grace=5)
-    started = time.perf_counter()
-    node.start()
-    try:
-        while True:
-            with connection.cursor() as cursor:
-                cursor.execute(pending)
-                if not cursor.fetchone()[0]:
-                    break
-            if time.perf_counter() - started > 600:
-                raise RuntimeError("run did not finish in 600 s")
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        node.stop()
+    elapsed = drain({QUEUE: LIMIT}, "bench-chain", pending, 600)
     done = Job.objects.filter(state="completed").count()
     if done != jobs:
         raise RuntimeError(f"{done} of {jobs} jobs completed")

@@ -26,18 +26,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (load_line,
-                          measure_engines, print_table, setup_django, truncate_jobs)
+from bench.common import (drain, load_line, measure_engines, print_table, setup_django,
+                          truncate_jobs)
 
 LIMIT, QUEUE = 10, "default"
 TARGET_RATIO, TARGET_TRICKLE_S = 8.0, 1.1
 
 
-def drained(connection) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM django_jobs_job WHERE state IN "
-                       "('available', 'executing', 'scheduled', 'retryable'))")
-        return not cursor.fetchone()[0]
+#: Is anything left to do?
+PENDING = ("SELECT EXISTS (SELECT 1 FROM django_jobs_job WHERE state IN "
+           "('available', 'executing', 'scheduled', 'retryable'))")
 
 
 def run_once(chunked: bool, jobs: int) -> float:
@@ -45,7 +43,6 @@ def run_once(chunked: bool, jobs: int) -> float:
     from bench import workers
     from django.db import connection
     from django_jobs.models import Job
-    from django_jobs.runtime.node import Node
 
     truncate_jobs()
     worker = workers.ChunkNoopWorker if chunked else workers.NoopWorker
@@ -53,17 +50,7 @@ def run_once(chunked: bool, jobs: int) -> float:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE django_jobs_job" if connection.vendor == "postgresql"
                        else "ANALYZE")
-    node = Node(queues={QUEUE: LIMIT}, name="bench-chunk", grace=5)
-    started = time.perf_counter()
-    node.start()
-    try:
-        while not drained(connection):
-            if time.perf_counter() - started > 900:
-                raise RuntimeError("run did not finish in 900 s")
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        node.stop()
+    elapsed = drain({QUEUE: LIMIT}, "bench-chunk", PENDING, 900)
     done = Job.objects.filter(state="completed").count()
     if done != jobs:
         raise RuntimeError(f"{done} of {jobs} jobs completed")
@@ -87,7 +74,11 @@ def trickle_once() -> list[float]:
             inserted[job.pk] = time.monotonic()
             time.sleep(0.05)
         deadline = time.monotonic() + 10
-        while not drained(connection) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute(PENDING)
+                if not cursor.fetchone()[0]:
+                    break
             time.sleep(0.05)
     finally:
         node.stop()

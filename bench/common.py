@@ -180,3 +180,26 @@ def load_line(started: float, load: tuple[float, float, float]) -> str:
     """The closing line of a report: time taken and the load average before and after."""
     return (f"total {time.perf_counter() - started:.0f} s; load average (1 min) {load[0]:.2f} "
             f"at start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} cores")
+
+
+def drain(queues: dict[str, int], name: str, pending_sql: str, limit_s: float) -> float:
+    """Start an in-process node on ``queues`` and return the seconds until ``pending_sql``
+    (one boolean: is anything left to do?) answers false; fails after ``limit_s``."""
+    from django.db import connection
+
+    from django_jobs.runtime.node import Node
+
+    node = Node(queues=queues, name=name, grace=5)
+    started = time.perf_counter()
+    node.start()
+    try:
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(pending_sql)
+                if not cursor.fetchone()[0]:
+                    return time.perf_counter() - started
+            if time.perf_counter() - started > limit_s:
+                raise RuntimeError(f"run did not finish in {limit_s:.0f} s")
+            time.sleep(0.02)
+    finally:
+        node.stop()
