@@ -301,15 +301,17 @@ class BatchFeature(Feature):
         # The ledgers, changed and locked: what they read now includes every transaction
         # that changed them before this one, and none can change them until this one ends.
         ledgers = Batch.objects.using(using).apply(deltas)
-        callbacks = []
+        callbacks, fired = [], []
         for batch_id, batch in sorted(ledgers.items()):
             if not any(change.new is not None for change in by_batch[batch_id]):
                 continue  # only deletes: they uncount members, and never fire a handler
             due = _due(batch, entered[batch_id])
             if due:  # rare: a handler fires; remember it in the same transaction
-                _save(batch, using)
                 callbacks += due
+                fired.append(batch)
         _insert_callbacks(callbacks, using)
+        for batch in fired:  # its fired bits and callback ids, in one statement
+            _save(batch, using)
 
 
 def _join_defaults(job: Job) -> dict[str, Any]:
@@ -370,16 +372,18 @@ def _due(batch: Batch, entered: set[str]) -> list[tuple[Batch, str]]:
     return fire
 
 
-def _save(batch: Batch, using: str) -> None:
+def _save(batch: Batch, using: str, *, counters: bool = False) -> None:
+    """Write the fired bits and the callbacks' ids, and the counters too with ``counters``
+    (a recount; at ack time the ledger's own UPDATE wrote them, and the row is locked since)."""
     batch.updated_at = timezone.now()
+    values = {name: getattr(batch, name) for name in COUNTERS} if counters else {}
     Batch.objects.using(using).filter(pk=batch.pk).update(
-        **{name: getattr(batch, name) for name in COUNTERS}, fired=batch.fired,
-        callbacks=batch.callbacks, updated_at=batch.updated_at)
+        **values, fired=batch.fired, callbacks=batch.callbacks, updated_at=batch.updated_at)
 
 
 def _insert_callbacks(due: list[tuple[Batch, str]], using: str) -> None:
     """Insert the callback jobs of handlers the callback worker defines (in the caller's
-    transaction); remember each one's id in its batch's row."""
+    transaction); remember each one's id in its batch (the caller saves it)."""
     jobs, owners = [], []
     for batch, handler in due:
         try:
@@ -396,12 +400,8 @@ def _insert_callbacks(due: list[tuple[Batch, str]], using: str) -> None:
     if not jobs:
         return
     inserted = insert_all(jobs, using=using)
-    touched = {}
     for (batch, handler), job in zip(owners, inserted, strict=True):
         batch.callbacks = {**(batch.callbacks or {}), handler: job.pk}
-        touched[batch.pk] = batch
-    for batch in touched.values():
-        Batch.objects.using(using).filter(pk=batch.pk).update(callbacks=batch.callbacks)
     logger.info("batch callbacks inserted: %s",
                 ", ".join(f"{b.pk} {h}" for b, h in owners))
 
@@ -455,8 +455,8 @@ class BatchSweep(Plugin):
                 due = _due(batch, set()) if off else []
                 repaired += off
                 fired += len(due)
-                _save(batch, engine.alias)
                 _insert_callbacks(due, engine.alias)
+                _save(batch, engine.alias, counters=True)
         if repaired or fired:
             logger.warning("batch sweep: %d ledgers recounted, %d handlers fired", repaired,
                            fired)
