@@ -690,13 +690,15 @@ class ConcurrentInsertTests(EffectTable, TransactionTestCase):
 
 
     def insert_overtaken(self, worker, first_args, second_args, **options) -> list[Job]:
-        """Two inserts into an empty chain where the first draws its id first but the second
-        commits first, returned in id order.
+        """Two inserts into an empty chain where the first draws its id first and the second
+        tries to commit before it, returned in id order.
 
         The first is an ``insert_all`` of the chained job and a unique job whose slot another
-        transaction holds: its chained row is written (its id drawn), then it waits on the
-        slot; meanwhile the second insert is made and committed; then the slot's holder rolls
-        back and the first insert goes on."""
+        transaction holds: its chain is locked and its chained row written (its id drawn),
+        then it waits on the slot. Meanwhile the second insert starts; it must wait for the
+        first's transaction (the chain's lock is taken before any id is drawn), so it cannot
+        commit first: both are seen waiting, then the slot's holder rolls back and both go
+        on."""
         marker = {"marker": self._testMethodName}
         holding, release = threading.Event(), threading.Event()
         self.addCleanup(release.set)  # never leave the holder waiting
@@ -706,27 +708,31 @@ class ConcurrentInsertTests(EffectTable, TransactionTestCase):
             with transaction.atomic():
                 w.UniqueMarker.enqueue(marker)
                 holding.set()
-                wait_event(release, 30, what="the end of the test's second insert")
+                wait_event(release, 30, what="both inserts to wait")
                 transaction.set_rollback(True)
 
         def first_insert():
             found["first"] = insert_all([worker.new(first_args, **options),
                                          w.UniqueMarker.new(marker)])[0]
 
+        def second_insert():
+            found["second"] = worker.enqueue(second_args, **options)
+
         holder = in_thread(hold_the_slot, name="holder of the unique slot")
         wait_event(holding, 30, what="the unique slot to be held")
-        thread = in_thread(first_insert, name="first insert")
-        wait_for_blocked_sessions(1)
-        second = worker.enqueue(second_args, **options)
+        first = in_thread(first_insert, name="first insert")
+        wait_for_blocked_sessions(1)  # the first, on the unique slot
+        second = in_thread(second_insert, name="second insert")
+        wait_for_blocked_sessions(2)  # and the second, on the chain's lock
+        self.assertNotIn("second", found, "the second insert committed before the first")
         release.set()
-        join_all([holder, thread], 30, what="the holder and the first insert")
-        first = found["first"]
-        self.assertLess(first.pk, second.pk)
-        return [first, second]
+        join_all([holder, first, second], 30, what="the holder and both inserts")
+        self.assertLess(found["first"].pk, found["second"].pk)
+        return [found["first"], found["second"]]
 
     @unittest.skipUnless(connection.vendor == "postgresql",
                          "SQLite has one writer: an insert transaction holds it from BEGIN")
-    def test_order_of_ids_when_a_later_insert_commits_first(self):
+    def test_order_of_ids_when_a_later_insert_tries_to_commit_first(self):
         jobs = self.insert_overtaken(w.AccountWebhook, {"account": "x", "seq": 0},
                                      {"account": "x", "seq": 1})
         self.assertEqual(sorted(states(jobs)), [AVAILABLE, SUSPENDED])
@@ -735,7 +741,7 @@ class ConcurrentInsertTests(EffectTable, TransactionTestCase):
 
     @unittest.skipUnless(connection.vendor == "postgresql",
                          "SQLite has one writer: an insert transaction holds it from BEGIN")
-    def test_hold_when_a_later_insert_commits_first(self):
+    def test_hold_when_a_later_insert_tries_to_commit_first(self):
         jobs = self.insert_overtaken(w.HoldingChain, {"seq": 0}, {"seq": 1},
                                      meta={"tenant": "race"})
         [head] = [job for job in jobs if states([job]) == [AVAILABLE]]
