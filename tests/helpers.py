@@ -6,6 +6,7 @@ processes in tests/processes.py.
 """
 
 import tempfile
+import time
 import uuid as uuid_module
 from collections import Counter
 from contextlib import contextmanager
@@ -124,3 +125,21 @@ def count_statements(using="default"):
             yield statements
         statements.extend(query["sql"] for query in context.captured_queries)
 
+
+def wait_for_blocked_sessions(count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` other sessions wait for a lock (PostgreSQL), or a moment (SQLite,
+    where a writer waiting for the write lock is not visible to other connections)."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        time.sleep(0.3)
+        return
+
+    def blocked() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                           "'Lock' AND datname = current_database()")
+            return cursor.fetchone()[0]
+
+    wait_until(lambda: blocked() >= count, timeout, interval=0.01,
+               what=f"{count} sessions to wait for a lock",
+               describe=lambda: f"{blocked()} waiting")

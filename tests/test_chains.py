@@ -44,7 +44,7 @@ from django_jobs.runtime import node as node_module
 from django_jobs.testing import drain_queue
 
 from . import chain_workers as w
-from .helpers import describe_jobs
+from .helpers import describe_jobs, wait_for_blocked_sessions
 from .processes import RunjobsMixin
 from .waits import get_from, in_thread, join_all, race, wait_event, wait_until
 
@@ -591,19 +591,6 @@ class RunningIndexTests(TestCase):
 
 
 # -- concurrent inserts -------------------------------------------------------------------------
-
-
-def wait_for_blocked_sessions(count: int, timeout: float = 30.0) -> None:
-    """Wait until ``count`` other sessions wait for a lock (PostgreSQL)."""
-    def blocked() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                           "'Lock' AND datname = current_database()")
-            return cursor.fetchone()[0]
-
-    wait_until(lambda: blocked() >= count, timeout, interval=0.01,
-               what=f"{count} sessions to wait for a lock",
-               describe=lambda: f"{blocked()} waiting")
 
 RACES = 50
 

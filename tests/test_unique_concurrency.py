@@ -11,14 +11,15 @@ import threading
 import time
 import unittest
 
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.test import TransactionTestCase
 from django.utils import timezone
 
 import django_jobs
 from django_jobs.models import Job
 
-from .waits import get_from, in_thread, join_all, race, wait_event, wait_until
+from .helpers import wait_for_blocked_sessions
+from .waits import get_from, in_thread, join_all, race, wait_event
 from .workers import UniqueByEmailWorker, UniqueWorker
 
 THREADS = 10
@@ -164,22 +165,6 @@ class ThreadedUniqueInsertTests(TransactionTestCase):
         self.assertEqual(results["down"], by_key)
 
 
-def wait_for_blocked_sessions(count, timeout=30.0):
-    """Wait until ``count`` other sessions wait for a lock (PostgreSQL), or a moment (SQLite,
-    where a writer waiting for the write lock is not visible to other connections)."""
-    if connection.vendor != "postgresql":
-        time.sleep(0.3)
-        return
-
-    def blocked() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                           "'Lock' AND datname = current_database()")
-            return cursor.fetchone()[0]
-
-    wait_until(lambda: blocked() >= count, timeout, interval=0.01,
-               what=f"{count} sessions to wait for a lock",
-               describe=lambda: f"{blocked()} waiting")
 
 
 def _process_insert(barrier, queue, args):
