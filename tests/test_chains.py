@@ -848,7 +848,9 @@ class NodeChainTests(NodeTestCase):
         self.assertTrue(control.cancel_job(jobs[0]))
         self.wait_for(lambda: Counter(e for _, e in self.events())["exit"] == 2, SLACK,
                       "both jobs to leave perform")
-        self.assertEqual(states(jobs), [CANCELLED, COMPLETED])
+        # The acker writes an outcome a moment after perform returns.
+        self.wait_for(lambda: states(jobs) == [CANCELLED, COMPLETED], SLACK,
+                      "the second job's completion to be written")
         self.stop_runjobs(node, within=SLACK)
         self.assertRanInOrder(jobs, ends=None)
 
