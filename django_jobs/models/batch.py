@@ -53,28 +53,28 @@ class BatchQuerySet(models.QuerySet):
         as they are after it, locked until the transaction ends. One statement for one batch
         (the UPDATE takes the row's lock itself); for several, a locking read in id order
         first (concurrent appliers then never wait on each other in a cycle), then one UPDATE
-        of them all. (Every ack of batch members runs this: it sends its SQL on a plain
-        cursor, where the ORM's querysets cost more than the statement.)"""
+        of them all."""
         if not deltas:
             return {}
         ids = sorted(deltas)
         connection = connections[self.db]
-        marks = ", ".join(["%s"] * len(ids))
-        with connection.cursor() as cursor:
-            if len(ids) > 1 and connection.features.has_select_for_update:
-                # (SQLite has no row locks: its single writer already serialises this.)
-                cursor.execute(f"SELECT id FROM django_jobs_batch WHERE id IN ({marks}) "
-                               f"ORDER BY id FOR UPDATE", ids)
-            rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(ids))
-            params = [value for pk in ids for value in (
-                pk, *(deltas[pk].get(name, 0) for name in COUNTERS))]
-            now = connection.ops.adapt_datetimefield_value(timezone.now())
-            # VALUES columns are named column1..N on both databases; several rows are locked
-            # already, so the join's order does not matter. RETURNING: the rows after it.
-            cursor.execute(f"UPDATE django_jobs_batch SET {_APPLY_SETS}, updated_at = %s "
-                           f"FROM (VALUES {rows}) AS d WHERE django_jobs_batch.id = d.column1 "
-                           f"RETURNING {_COLUMNS}", [now, *params])
-            return {batch.pk: batch for batch in _batches(cursor.fetchall(), self.db)}
+        if len(ids) > 1 and connection.features.has_select_for_update:
+            # The locking read as plain SQL: the ORM's select_for_update queryset cost more
+            # than the statement on this path, which every ack of batch members takes. (SQLite
+            # has no row locks: its single writer already serialises this.)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT id FROM django_jobs_batch WHERE id IN "
+                               f"({', '.join(['%s'] * len(ids))}) ORDER BY id FOR UPDATE", ids)
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(ids))
+        params = [value for pk in ids for value in (
+            pk, *(deltas[pk].get(name, 0) for name in COUNTERS))]
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        # VALUES columns are named column1..N on both databases; several rows are locked
+        # already, so the join's order does not matter. RETURNING: the rows after the change.
+        return {batch.pk: batch for batch in self.raw(
+            f"UPDATE django_jobs_batch SET {_APPLY_SETS}, updated_at = %s "
+            f"FROM (VALUES {rows}) AS d WHERE django_jobs_batch.id = d.column1 "
+            f"RETURNING {_COLUMNS}", [now, *params])}
 
     def locked(self, ids) -> dict[str, Batch]:
         """The rows of ``ids``, locked until the transaction ends, in id order (concurrent
@@ -138,28 +138,7 @@ class Batch(models.Model):
         return bool(self.fired & HANDLER_BITS[handler])
 
 
+#: apply()'s statement, built once: each counter plus its delta, and every column returned.
 _APPLY_SETS = ", ".join(f"{name} = django_jobs_batch.{name} + d.column{i + 2}"
                         for i, name in enumerate(COUNTERS))
 _COLUMNS = ", ".join(f"django_jobs_batch.{f.column}" for f in Batch._meta.concrete_fields)
-
-
-def _batches(rows: list[tuple], alias: str) -> list[Batch]:
-    """Batch instances from rows of every concrete column, in order, with the values
-    converted as the ORM converts them (JSON text, SQLite's datetimes)."""
-    connection = connections[alias]
-    fields = Batch._meta.concrete_fields
-    converters = []
-    for field in fields:
-        column = field.get_col(Batch._meta.db_table)
-        converters.append((column, connection.ops.get_db_converters(column)
-                           + field.get_db_converters(connection)))
-    names = [field.attname for field in fields]
-    batches = []
-    for row in rows:
-        values = []
-        for value, (column, convert) in zip(row, converters, strict=True):
-            for converter in convert:
-                value = converter(value, column, connection)
-            values.append(value)
-        batches.append(Batch.from_db(alias, names, values))
-    return batches
