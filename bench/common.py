@@ -203,3 +203,13 @@ def drain(queues: dict[str, int], name: str, pending_sql: str, limit_s: float) -
             time.sleep(0.02)
     finally:
         node.stop()
+
+
+def wait_started(process: subprocess.Popen, log_path: str, timeout: float = 60.0) -> None:
+    """Wait until a ``runjobs`` child has logged that it started; fail with its output if it
+    exits or takes longer than ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while "started" not in open(log_path).read():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("runjobs did not start:\n" + open(log_path).read())
+        time.sleep(0.05)

@@ -30,7 +30,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PG_SERVER  # noqa: E402
+from bench.common import PG_SERVER, wait_started  # noqa: E402
 from bench.run import cpu_seconds, rss_mb  # noqa: E402
 
 TEMPLATE = "django_jobs_bench_node_template"
@@ -112,11 +112,7 @@ def startup_cpu() -> float:
                                  "--node", "bench-idle"], cwd=ROOT, env=env_for(DATABASE),
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while "started" not in open(log.name).read():
-                if node.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("runjobs did not start:\n" + open(log.name).read())
-                time.sleep(0.05)
+            wait_started(node, log.name)
             time.sleep(1.0)
             return cpu_seconds(node.pid)
         finally:

@@ -51,7 +51,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (ROOT, database_urls, ensure_postgres_database, median, setup_django,
-                          truncate_jobs)
+                          truncate_jobs, wait_started)
 
 THROUGHPUT_JOBS = 10_000
 QUEUE = "default"
@@ -223,11 +223,7 @@ def idle_once(url: str) -> tuple[float, float]:
             [sys.executable, "-m", "django", "runjobs", *queues, "--node", "bench-idle",
              "--grace", "5"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while "started" not in open(output.name).read():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("runjobs did not start:\n" + open(output.name).read())
-                time.sleep(0.05)
+            wait_started(process, output.name)
             time.sleep(IDLE_SETTLE)
             wall0, cpu0 = time.monotonic(), cpu_seconds(process.pid)
             time.sleep(IDLE_SECONDS)
