@@ -23,6 +23,7 @@ from .engines import get_engine
 from .exceptions import InvalidJobError
 from .models import FINISHED_STATES, Job, JobState, Producer
 from .runtime import node as runtime_node
+from .transitions import transition
 
 #: States a job can be cancelled from, retried from and deleted from.
 CANCELLABLE = tuple(s for s in JobState.values if s not in FINISHED_STATES)
@@ -88,8 +89,8 @@ def cancel_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     with transaction.atomic(using=engine.alias):
         target = _queryset(jobs)
         executing = list(target.filter(state=JobState.EXECUTING).values_list("pk", flat=True))
-        count = engine.transition(target, JobState.CANCELLED, only_from=CANCELLABLE,
-                                  interrupting=True)
+        count = transition(target, JobState.CANCELLED, only_from=CANCELLABLE,
+                           interrupting=True, using=engine.alias)
         for pk in executing:
             _announce({"action": "cancel", "job_id": pk}, local=False)
     return count
@@ -106,12 +107,9 @@ def retry_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     engine = get_engine()
     with transaction.atomic(using=engine.alias):
         target = _queryset(jobs)
-        queues = list(target.filter(state__in=RETRYABLE_FROM).order_by()
-                      .values_list("queue", flat=True).distinct())
-        count = engine.transition(target, JobState.AVAILABLE, only_from=RETRYABLE_FROM, values={
+        count = transition(target, JobState.AVAILABLE, only_from=RETRYABLE_FROM, values={
             "scheduled_at": timezone.now(),
-            "max_attempts": Greatest(F("max_attempts"), F("attempt") + 1)})
-        engine.notify(queues)
+            "max_attempts": Greatest(F("max_attempts"), F("attempt") + 1)}, using=engine.alias)
     return count
 
 
@@ -122,7 +120,7 @@ def retry_job(job: int | Job) -> bool:
 def delete_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     """Delete jobs that are not executing (cancel those first)."""
     engine = get_engine()
-    return engine.transition(_queryset(jobs), None, only_from=DELETABLE)
+    return transition(_queryset(jobs), None, only_from=DELETABLE, using=engine.alias)
 
 
 def delete_job(job: int | Job) -> bool:

@@ -11,12 +11,11 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from . import features, modes
+from . import features
 from .registry import resolve_worker
-from .engines import Engine, get_engine
+from .engines import Engine, insert_engine
 from .engines.base import FRESH_JOB
 from .exceptions import InvalidJobError, JobsError
-from .execution.inline import run_inline
 from .models import STATE_BITS, Job
 from .unique import UniqueSpec
 
@@ -51,9 +50,10 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
             resolve_worker(job.worker)
     if not jobs:
         return []
-    if modes.current() == "inline":
-        return run_inline(jobs)
-    engine = get_engine(using)
+    engine = insert_engine(using)
+    if not engine.stores_jobs:  # inline mode: the engine runs the jobs and writes nothing
+        engine.insert_jobs(jobs)
+        return jobs
     now = timezone.now()
     for job in jobs:
         for name, value in FRESH_JOB.items():

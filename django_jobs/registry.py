@@ -101,6 +101,11 @@ def resolve_worker(path: str) -> type:
         if aliased is not None:
             return aliased
         raise WorkerNotImportable(f"worker {path} cannot be imported: {exc}") from None
+    except Exception as exc:
+        # The module exists but fails while it runs (a SyntaxError, a setting it reads that is
+        # missing in this deploy): the same for the job as a worker that is not there.
+        raise WorkerNotImportable(f"worker {path} cannot be imported: its module raised "
+                                  f"{type(exc).__name__}: {exc}") from None
     if not is_worker(worker):
         aliased = _by_alias(path)
         if aliased is not None:

@@ -36,6 +36,7 @@ from .exceptions import InvalidJobError
 from .jsonutil import round_trip
 from .models import Job, JobState
 from .pro.chunk import perform_chunk
+from .transitions import ack, transition
 from .worker import Cancel, Discard, Snooze, Worker
 
 __all__ = [
@@ -338,9 +339,9 @@ def drain_queue(queue: str, *, with_scheduled: bool | datetime.datetime = False,
             try:
                 outcome, _ = execute(running, reraise=not with_safety, reset=False)
             except Exception:
-                engine.ack([running.outcome])
+                ack([running.outcome], using=engine.alias)
                 raise
-            engine.ack([outcome])
+            ack([outcome], using=engine.alias)
             counts[names.get(outcome.state, "failed")] += 1
             ran += 1
     return counts
@@ -352,7 +353,7 @@ def _stage(queue: str, until: bool | datetime.datetime) -> None:
     jobs = engine.jobs.filter(queue=queue, state__in=due)
     if isinstance(until, datetime.datetime):
         jobs = jobs.filter(scheduled_at__lte=until)
-    engine.transition(jobs, JobState.AVAILABLE, only_from=due)
+    transition(jobs, JobState.AVAILABLE, only_from=due, using=engine.alias)
 
 
 # -- unittest ---------------------------------------------------------------------------------

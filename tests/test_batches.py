@@ -44,7 +44,7 @@ from django_jobs import control
 from django_jobs.engines import get_engine
 from django_jobs.exceptions import InvalidJobError
 from django_jobs.execution.executor import put_back
-from django_jobs.execution.outcome import Outcome
+from django_jobs.outcome import Outcome
 from django_jobs.insertion import insert_all
 from django_jobs.models import Batch, Job, JobState, Peer
 from django_jobs.models.batch import COUNTERS, HANDLER_BITS, HANDLERS
@@ -53,6 +53,10 @@ from django_jobs.pro.batch import (BatchSweep, all_batch_jobs, batch_status, rec
 from django_jobs.pro.recorded import fetch_recorded
 from django_jobs.runtime import node as node_module
 from django_jobs.testing import drain_queue, with_testing_mode
+from django_jobs.plugins.lifeline import rescue_orphans
+from django_jobs.plugins.pruner import prune_jobs
+from django_jobs.plugins.stager import stage_jobs
+from django_jobs.transitions import ack
 
 from . import batch_workers as w
 from .helpers import count_statements, describe_jobs
@@ -110,7 +114,7 @@ def fetch(queue: str = QUEUE, limit: int = 100, by=("test-node", "test-producer"
 
 def complete(*jobs) -> None:
     """Ack ``jobs`` (as fetched) as completed, in one Engine.ack."""
-    get_engine().ack([Outcome(job.pk, COMPLETED, timezone.now(), job=job) for job in jobs])
+    ack([Outcome(job.pk, COMPLETED, timezone.now(), job=job) for job in jobs])
 
 
 def sweep(at=None) -> dict:
@@ -607,7 +611,7 @@ class HandlerTests(BatchAssertions, TestCase):
         running = fetch()
         self.assertEqual(len(running), 2)
         # What a stopping node writes for the jobs it interrupted.
-        get_engine().ack([put_back(job, timezone.now(), "Interrupted: the node shut down.")
+        ack([put_back(job, timezone.now(), "Interrupted: the node shut down.")
                           for job in running])
         self.assertEqual(list(Job.objects.filter(batch=batch_id).values_list(
             "state", "attempt")), [(AVAILABLE, 0)] * 2)
@@ -627,10 +631,10 @@ class HandlerTests(BatchAssertions, TestCase):
         self.run_members(with_scheduled=False)
         self.assertEqual(states(jobs), [RETRYABLE, SCHEDULED])
         self.assertEqual(ledger(batch_id).attempted, 1)
-        get_engine().stage_jobs(timezone.now() + datetime.timedelta(seconds=1), 10)
+        stage_jobs(get_engine(), timezone.now() + datetime.timedelta(seconds=1), 10)
         [second] = fetch(ids=[jobs[0].pk])
         self.assertEqual(second.attempt, 2)
-        get_engine().ack([put_back(second, timezone.now(), "Interrupted: the node shut down.")])
+        ack([put_back(second, timezone.now(), "Interrupted: the node shut down.")])
         self.assertEqual(ledger(batch_id).attempted, 1)
         self.assertFired(batch_id, "handle_retryable")
         self.assertLedgerExact(batch_id)
@@ -641,7 +645,7 @@ class HandlerTests(BatchAssertions, TestCase):
         self.run_members(with_scheduled=False)  # the other one
         self.assertFired(batch_id)
         now = timezone.now()
-        result = get_engine().rescue_orphans(now, now)
+        result = rescue_orphans(get_engine(), now, now)
         self.assertEqual(result["rescued"], 1)
         self.assertEqual(states([orphan]), [AVAILABLE])
         self.assertEqual(ledger(batch_id).attempted, 2)
@@ -655,7 +659,7 @@ class HandlerTests(BatchAssertions, TestCase):
         _jobs, batch_id = self.new_batch([{}], max_attempts=1)
         fetch(by=("dead-node", str(uuid.uuid4())))
         now = timezone.now()
-        self.assertEqual(get_engine().rescue_orphans(now, now)["discarded"], 1)
+        self.assertEqual(rescue_orphans(get_engine(), now, now)["discarded"], 1)
         self.assertFired(batch_id, "handle_discarded", "handle_attempted", "handle_exhausted")
         self.assertLedgerExact(batch_id)
 
@@ -743,7 +747,7 @@ class DeleteTests(BatchAssertions, TestCase):
 
     def prune(self, days: int = 1) -> int:
         """What the pruner does: delete members finished more than ``days`` ago."""
-        return get_engine().prune_jobs(timezone.now() - datetime.timedelta(days=days), 1000)
+        return prune_jobs(get_engine(), timezone.now() - datetime.timedelta(days=days), 1000)
 
     def test_the_pruner_never_makes_a_fired_handler_fire_again(self):
         _jobs, batch_id = self.new_batch([{}, {}, {"discard": True}])
@@ -996,10 +1000,10 @@ class RandomRunTests(BatchAssertions, TestCase):
             # Waiting members of any attempt: the node stopped before their attempt ended.
             fresh = [j.pk for j in members if j.state == AVAILABLE]
             running = fetch(limit=rng.randint(1, 4), ids=fresh) if fresh else []
-            engine.ack([put_back(job, now, "shutdown") for job in running])
+            ack([put_back(job, now, "shutdown") for job in running])
         elif action == "rescue":
             fetch(limit=rng.randint(1, 4), by=("dead", str(uuid.uuid4())))
-            engine.rescue_orphans(timezone.now(), timezone.now())
+            rescue_orphans(engine, timezone.now(), timezone.now())
         else:  # late members join a batch (through their meta: plain workers too)
             batch_id = rng.choice(batch_ids)
             late = self.members(rng, rng.randint(1, 2))

@@ -36,12 +36,13 @@ import django_jobs
 from django_jobs import control, features
 from django_jobs.engines import get_engine
 from django_jobs.exceptions import ConfigurationError
-from django_jobs.execution.outcome import Outcome
+from django_jobs.outcome import Outcome
 from django_jobs.insertion import insert_all
 from django_jobs.models import Job, JobState, Peer
 from django_jobs.pro.chain import Chain, ChainSweep, parse_chain
 from django_jobs.runtime import node as node_module
 from django_jobs.testing import drain_queue
+from django_jobs.transitions import ack
 
 from . import chain_workers as w
 from .helpers import describe_jobs, wait_for_blocked_sessions
@@ -318,12 +319,12 @@ class DrainChainTests(EffectTable, TestCase):
             pass
 
         with self.assertRaises(Rollback), transaction.atomic():
-            engine.ack([Outcome(first.pk, COMPLETED, timezone.now(), job=fetched)])
+            ack([Outcome(first.pk, COMPLETED, timezone.now(), job=fetched)])
             self.assertEqual(states([first, second]), [COMPLETED, AVAILABLE])
             raise Rollback
         # The ack rolled back, and the release with it.
         self.assertEqual(states([first, second]), [EXECUTING, SUSPENDED])
-        engine.ack([Outcome(first.pk, COMPLETED, timezone.now(), job=fetched)])
+        ack([Outcome(first.pk, COMPLETED, timezone.now(), job=fetched)])
         self.assertEqual(states([first, second]), [COMPLETED, AVAILABLE])
 
     def test_with_recursion_every_chain_runs_to_its_end_in_insertion_order(self):

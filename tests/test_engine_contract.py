@@ -33,10 +33,14 @@ import django_jobs
 from django_jobs import features, signals
 from django_jobs.pro import FEATURES
 from django_jobs.engines import get_engine, wakeup
-from django_jobs.engines.base import WRITE_CHUNK, Engine
-from django_jobs.execution.outcome import Outcome
+from django_jobs.engines.base import Engine
 from django_jobs.models import (FINISHED_AT, FINISHED_STATES, STATE_BITS, Job, JobChange, JobState,
                                 Peer, Producer, error_entry)
+from django_jobs.outcome import Outcome
+from django_jobs.plugins.lifeline import rescue_orphans
+from django_jobs.plugins.pruner import prune_jobs
+from django_jobs.plugins.stager import stage_jobs
+from django_jobs.transitions import WRITE_CHUNK, ack, transition
 
 from .helpers import count_statements, producer_row, reload
 from .waits import TIMEOUT, in_thread, join_all, race, wait_event
@@ -571,19 +575,19 @@ class TransitionTests(EngineMixin, TestCase):
         [scheduled] = put(enqueue(start=10), "scheduled", scheduled_at=later(60))
         [completed] = put(enqueue(start=20), "completed", completed_at=ago(5))
         everything = [*available, scheduled, completed]
-        count = self.engine.transition([j.pk for j in everything], "cancelled",
+        count = transition([j.pk for j in everything], "cancelled",
                                        only_from=["available", "scheduled"])
         self.assertEqual(count, 4)
         self.assertEqual(states(everything), ["cancelled"] * 4 + ["completed"])
         self.assertEqual(reload(completed).completed_at, completed.completed_at)
         # Nothing left to change: writing it again changes nothing.
-        self.assertEqual(self.engine.transition([j.pk for j in everything], "cancelled",
+        self.assertEqual(transition([j.pk for j in everything], "cancelled",
                                                 only_from=["available", "scheduled"]), 0)
 
     def test_queryset_target(self):
         mine = enqueue(2)
         [other] = enqueue(queue="other")
-        count = self.engine.transition(Job.objects.filter(queue=QUEUE), "suspended",
+        count = transition(Job.objects.filter(queue=QUEUE), "suspended",
                                        only_from=["available"])
         self.assertEqual(count, 2)
         self.assertEqual(states([*mine, other]), ["suspended", "suspended", "available"])
@@ -594,7 +598,7 @@ class TransitionTests(EngineMixin, TestCase):
                     discarded_at=ago(5))
         at = later(10)
         entry = error_entry(3, at, "an error")
-        count = self.engine.transition([*(j.pk for j in jobs), low.pk], "available",
+        count = transition([*(j.pk for j in jobs), low.pk], "available",
                                        only_from=["discarded"], values={
                                            "scheduled_at": at, "errors": [entry],
                                            "max_attempts": Greatest(F("max_attempts"),
@@ -611,7 +615,7 @@ class TransitionTests(EngineMixin, TestCase):
         at = timezone.now()
         each = {job.pk: {"errors": [error_entry(1, at, f"error {i}")],
                          "scheduled_at": later(i + 1, at)} for i, job in enumerate(jobs)}
-        count = self.engine.transition(None, "retryable", only_from=["executing"], each=each)
+        count = transition(None, "retryable", only_from=["executing"], each=each)
         self.assertEqual(count, 3)
         for i, row in enumerate(fresh(jobs)):
             self.assertEqual(row.state, "retryable")
@@ -621,7 +625,7 @@ class TransitionTests(EngineMixin, TestCase):
     def test_each_with_shared_plain_values(self):
         jobs = claim(2)
         at = timezone.now()
-        count = self.engine.transition(
+        count = transition(
             None, "available", only_from=["executing"],
             values={"scheduled_at": at, "attempt": 0, "priority": 4},
             each={job.pk: {"errors": [error_entry(1, at, f"back {job.pk}")]} for job in jobs})
@@ -634,7 +638,7 @@ class TransitionTests(EngineMixin, TestCase):
     def test_each_with_shared_json_values(self):
         jobs = put(claim(2), "executing", errors=[error_entry(1, ago(5), "old")])
         at = timezone.now()
-        count = self.engine.transition(
+        count = transition(
             None, "retryable", only_from=["executing"],
             values={"errors": [], "meta": {"shared": True}},
             each={job.pk: {"scheduled_at": later(i, at)} for i, job in enumerate(jobs)})
@@ -647,18 +651,18 @@ class TransitionTests(EngineMixin, TestCase):
         jobs = claim(3)
         [cancelled] = put(jobs[1:2], "cancelled", cancelled_at=ago(1))
         each = {job.pk: {"errors": [error_entry(1, timezone.now(), "x")]} for job in jobs}
-        self.assertEqual(self.engine.transition(None, "retryable", only_from=["executing"],
+        self.assertEqual(transition(None, "retryable", only_from=["executing"],
                                                 each=each), 2)
         self.assertEqual(states(jobs), ["retryable", "cancelled", "retryable"])
         self.assertEqual(reload(cancelled).errors, [])
-        self.assertEqual(self.engine.transition(None, "retryable", only_from=["executing"],
+        self.assertEqual(transition(None, "retryable", only_from=["executing"],
                                                 each={}), 0)
 
     def test_each_is_one_statement_per_write_chunk(self):
         jobs = claim(WRITE_CHUNK + 1)
         each = {job.pk: {"meta": {"i": i}} for i, job in enumerate(jobs)}
         with no_receivers(), count_statements() as statements:
-            count = self.engine.transition(None, "completed", only_from=["executing"],
+            count = transition(None, "completed", only_from=["executing"],
                                            each=each)
         self.assertEqual(count, WRITE_CHUNK + 1)
         self.assertEqual(kinds(statements), ["UPDATE", "UPDATE"])
@@ -668,11 +672,11 @@ class TransitionTests(EngineMixin, TestCase):
     def test_state_none_deletes(self):
         jobs = put(enqueue(3), "completed", completed_at=ago(5))
         [running] = claim()
-        count = self.engine.transition([*(j.pk for j in jobs), running.pk], None,
+        count = transition([*(j.pk for j in jobs), running.pk], None,
                                        only_from=FINAL)
         self.assertEqual(count, 3)
         self.assertEqual(states([*jobs, running]), [None, None, None, "executing"])
-        self.assertEqual(self.engine.transition(Job.objects.all(), None, only_from=FINAL), 0)
+        self.assertEqual(transition(Job.objects.all(), None, only_from=FINAL), 0)
 
     def test_unique_key_kept_only_while_the_new_state_is_a_unique_state(self):
         unique = {"period": "infinity", "states": ["available", "scheduled", "executing",
@@ -681,20 +685,20 @@ class TransitionTests(EngineMixin, TestCase):
             with self.subTest(state=state):
                 [job] = enqueue(unique=unique, start=n)
                 self.assertIsNotNone(job.unique_key)
-                self.engine.transition([job.pk], state, only_from=["available"])
+                transition([job.pk], state, only_from=["available"])
                 row = reload(job)
                 self.assertEqual(row.state, state)
                 kept = job.unique_key if job.unique_states & STATE_BITS[state] else None
                 self.assertEqual((row.unique_key, row.unique_slot), (kept, kept))
         # A job that gave up its key never gets it back (it cannot collide with a new holder).
         [job] = enqueue(unique=unique, start=100)
-        self.engine.transition([job.pk], "cancelled", only_from=["available"])
-        self.engine.transition([job.pk], "available", only_from=["cancelled"])
+        transition([job.pk], "cancelled", only_from=["available"])
+        transition([job.pk], "available", only_from=["cancelled"])
         self.assertEqual((reload(job).state, reload(job).unique_key), ("available", None))
         # Through each too.
         [job] = claim(queue="each", unique={"period": "infinity",
                                             "states": ["available", "executing"]})
-        self.engine.transition(None, "completed", only_from=["executing"],
+        transition(None, "completed", only_from=["executing"],
                                each={job.pk: {"meta": {}}})
         self.assertIsNone(reload(job).unique_key)
 
@@ -706,7 +710,7 @@ class TransitionTests(EngineMixin, TestCase):
                     [job] = put(enqueue(), "suspended", **stamped)
                     values = {FINISHED_AT[state]: given} if given else {}
                     before = timezone.now()
-                    self.engine.transition([job.pk], state, only_from=["suspended"],
+                    transition([job.pk], state, only_from=["suspended"],
                                            values=values)
                     after = timezone.now()
                     row = reload(job)
@@ -724,7 +728,7 @@ class TransitionTests(EngineMixin, TestCase):
         for state in NOT_FINAL:
             with self.subTest(state=state):
                 [job] = put(enqueue(), "completed", **stamped)
-                self.engine.transition([job.pk], state, only_from=["completed"])
+                transition([job.pk], state, only_from=["completed"])
                 row = reload(job)
                 self.assertEqual(row.state, state)
                 self.assertEqual([getattr(row, c) for c in FINISHED_COLUMNS], [None] * 3)
@@ -733,7 +737,7 @@ class TransitionTests(EngineMixin, TestCase):
     def test_finished_timestamps_through_each(self):
         jobs = claim(2)
         at = ago(3)
-        self.engine.transition(None, "discarded", only_from=["executing"],
+        transition(None, "discarded", only_from=["executing"],
                                each={job.pk: {"discarded_at": at} for job in jobs})
         for row in fresh(jobs):
             self.assertEqual((row.state, row.discarded_at, row.completed_at, row.cancelled_at),
@@ -750,7 +754,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         with no_receivers():
             self.assertFalse(signals.state_changed.has_listeners())
             with count_statements() as statements:
-                count = self.engine.transition(Job.objects.filter(queue=QUEUE), "cancelled",
+                count = transition(Job.objects.filter(queue=QUEUE), "cancelled",
                                                only_from=["available"])
         self.assertEqual(count, 3)
         self.assertEqual(kinds(statements), ["UPDATE"])
@@ -761,7 +765,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         [scheduled] = put(enqueue(start=5), "scheduled", scheduled_at=later(60))
         put(enqueue(start=9), "completed", completed_at=ago(1))
         calls = receive_changes(self)
-        count = self.engine.transition(Job.objects.filter(queue=QUEUE), "cancelled",
+        count = transition(Job.objects.filter(queue=QUEUE), "cancelled",
                                        only_from=["available", "scheduled"])
         self.assertEqual(count, 3)
         self.assertEqual(len(calls), 1)
@@ -776,7 +780,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
     def test_id_target_reports_the_meta_after_the_change(self):
         jobs = enqueue(2, meta={"m": 1})
         calls = receive_changes(self)
-        self.engine.transition([j.pk for j in jobs], "suspended", only_from=["available"],
+        transition([j.pk for j in jobs], "suspended", only_from=["available"],
                                values={"meta": {"m": 2}})
         self.assertEqual(len(calls), 1)
         self.assertEqual(sorted(calls[0].changes, key=lambda c: c.id),
@@ -786,14 +790,14 @@ class TransitionSignalTests(EngineMixin, TestCase):
     def test_nothing_changed_no_signal(self):
         [job] = put(enqueue(), "completed", completed_at=ago(1))
         calls = receive_changes(self)
-        self.assertEqual(self.engine.transition([job.pk], "cancelled",
+        self.assertEqual(transition([job.pk], "cancelled",
                                                 only_from=["available"]), 0)
-        self.assertEqual(self.engine.transition(None, "cancelled", only_from=["available"],
+        self.assertEqual(transition(None, "cancelled", only_from=["available"],
                                                 each={job.pk: {"meta": {}}}), 0)
-        self.assertEqual(self.engine.transition(None, "cancelled", only_from=["available"],
+        self.assertEqual(transition(None, "cancelled", only_from=["available"],
                                                 each={job.pk: {"meta": {}}},
                                                 known={job.pk: job}), 0)
-        self.assertEqual(self.engine.transition([job.pk], None, only_from=["available"]), 0)
+        self.assertEqual(transition([job.pk], None, only_from=["available"]), 0)
         self.assertEqual(calls, [])
         self.assertEqual(reload(job).state, "completed")
 
@@ -801,7 +805,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         jobs = put(enqueue(2), "completed", completed_at=ago(1))
         [running] = claim()
         calls = receive_changes(self)
-        count = self.engine.transition([*(j.pk for j in jobs), running.pk], None,
+        count = transition([*(j.pk for j in jobs), running.pk], None,
                                        only_from=FINAL)
         self.assertEqual(count, 2)
         self.assertEqual(len(calls), 1)
@@ -814,7 +818,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         [cancelled] = put(jobs[2:], "cancelled", cancelled_at=ago(1))
         calls = receive_changes(self)
         each = {job.pk: {"meta": {"m": i}} for i, job in enumerate(jobs)}
-        count = self.engine.transition(None, "completed", only_from=["executing"], each=each)
+        count = transition(None, "completed", only_from=["executing"], each=each)
         self.assertEqual(count, 2)
         self.assertEqual(len(calls), 1)
         self.assertEqual(sorted(calls[0].changes, key=lambda c: c.id), [
@@ -829,7 +833,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         calls = receive_changes(self)
         at = timezone.now()
         each = {job.pk: {"errors": [error_entry(1, at, "x")]} for job in jobs}
-        count = self.engine.transition(None, "retryable", only_from=["executing"], each=each,
+        count = transition(None, "retryable", only_from=["executing"], each=each,
                                        known={job.pk: job for job in jobs})
         self.assertEqual(count, 2)
         self.assertEqual(len(calls), 1)
@@ -841,7 +845,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
     def test_one_signal_per_call_whatever_the_chunks(self):
         jobs = claim(WRITE_CHUNK + 2)
         calls = receive_changes(self)
-        self.engine.transition(None, "completed", only_from=["executing"],
+        transition(None, "completed", only_from=["executing"],
                                each={job.pk: {"meta": {}} for job in jobs},
                                known={job.pk: job for job in jobs})
         self.assertEqual(len(calls), 1)
@@ -851,7 +855,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         jobs = enqueue(2)
         seen = []
         receive_changes(self, lambda changes: seen.extend(states(jobs)))
-        self.engine.transition([j.pk for j in jobs], "cancelled", only_from=["available"])
+        transition([j.pk for j in jobs], "cancelled", only_from=["available"])
         self.assertEqual(seen, ["cancelled", "cancelled"])
 
 
@@ -876,7 +880,7 @@ class TransitionAtomicityTests(EngineMixin, TransactionTestCase):
             elsewhere.append(read_elsewhere(jobs[0].pk))
 
         calls = receive_changes(self, receiver)
-        self.engine.transition(Job.objects.filter(queue=QUEUE), "cancelled",
+        transition(Job.objects.filter(queue=QUEUE), "cancelled",
                                only_from=["available"])
         self.assertTrue(calls[0].atomic)
         # Inside the receiver the change was not committed yet: another connection saw the
@@ -894,9 +898,9 @@ class TransitionAtomicityTests(EngineMixin, TransactionTestCase):
 
         receive_changes(self, refuse)
         with self.assertRaises(Refused):
-            self.engine.transition([j.pk for j in jobs], "cancelled", only_from=["available"])
+            transition([j.pk for j in jobs], "cancelled", only_from=["available"])
         with self.assertRaises(Refused):
-            self.engine.transition(Job.objects.filter(queue=QUEUE), None,
+            transition(Job.objects.filter(queue=QUEUE), None,
                                    only_from=["available"])
         self.assertEqual(states(jobs), ["available", "available"])
         self.assertEqual(self.released(), [])
@@ -911,14 +915,14 @@ class TransitionAtomicityTests(EngineMixin, TransactionTestCase):
         receive_changes(self, refuse)
         at = timezone.now()
         with self.assertRaises(Refused):
-            self.engine.transition(None, "completed", only_from=["executing"],
+            transition(None, "completed", only_from=["executing"],
                                    each={job.pk: {"meta": {"x": 1}} for job in jobs},
                                    known={job.pk: job for job in jobs})
         with self.assertRaises(Refused):
-            self.engine.transition(None, "completed", only_from=["executing"],
+            transition(None, "completed", only_from=["executing"],
                                    each={job.pk: {"meta": {"x": 1}} for job in jobs})
         with self.assertRaises(Refused):
-            self.engine.ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
+            ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
                              Outcome(jobs[1].pk, "discarded", at, {"errors": []}, jobs[1])])
         self.assertEqual(states(jobs), ["executing", "executing"])
         self.assertEqual([row.meta for row in fresh(jobs)], [{}, {}])
@@ -932,7 +936,7 @@ class AckTests(EngineMixin, TestCase):
     def test_completed_in_bulk_with_and_without_meta(self):
         jobs = claim(4, unique={"period": "infinity"})
         at = timezone.now()
-        self.engine.ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
+        ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
                          Outcome(jobs[1].pk, "completed", at, {"meta": {"r": 1}}, jobs[1]),
                          Outcome(jobs[2].pk, "completed", at),
                          Outcome(jobs[3].pk, "completed", at, {"meta": {"r": 3}})])
@@ -949,7 +953,7 @@ class AckTests(EngineMixin, TestCase):
         at = ago(2)
         retry_at, snooze_at = later(30, at), later(60, at)
         entries = [[error_entry(1, at, f"error {i}")] for i in range(6)]
-        self.engine.ack([
+        ack([
             Outcome(jobs[0].pk, "retryable", at, {"scheduled_at": retry_at,
                                                   "errors": entries[0]}, jobs[0]),
             Outcome(jobs[1].pk, "scheduled", at, {"scheduled_at": snooze_at, "max_attempts": 4,
@@ -980,16 +984,16 @@ class AckTests(EngineMixin, TestCase):
     def test_an_outcome_that_changes_only_the_state(self):
         jobs = claim(2)
         at = timezone.now()
-        self.engine.ack([Outcome(jobs[0].pk, "retryable", at, job=jobs[0]),
+        ack([Outcome(jobs[0].pk, "retryable", at, job=jobs[0]),
                          Outcome(jobs[1].pk, "retryable", at, job=jobs[1])])
         self.assertEqual(states(jobs), ["retryable", "retryable"])
 
     def test_a_job_no_longer_executing_is_untouched(self):
         jobs = claim(2)
-        self.engine.transition([jobs[0].pk], "cancelled", only_from=["executing"])
+        transition([jobs[0].pk], "cancelled", only_from=["executing"])
         cancelled_at = reload(jobs[0]).cancelled_at
         at = timezone.now()
-        self.engine.ack([Outcome(job.pk, "completed", at, {"meta": {"done": 1}}, job)
+        ack([Outcome(job.pk, "completed", at, {"meta": {"done": 1}}, job)
                          for job in jobs])
         cancelled, completed = fresh(jobs)
         self.assertEqual((cancelled.state, cancelled.cancelled_at, cancelled.completed_at,
@@ -1004,10 +1008,10 @@ class AckTests(EngineMixin, TestCase):
                                                           "errors": [error_entry(1, at, "x")]},
                             jobs[1]),
                     Outcome(jobs[2].pk, "discarded", at, {"errors": []}, jobs[2])]
-        self.engine.ack(outcomes)
+        ack(outcomes)
         first = [row_values(row) for row in fresh(jobs)]
         calls = receive_changes(self)
-        self.engine.ack([Outcome(o.job_id, o.state, later(1, at), o.changes, o.job)
+        ack([Outcome(o.job_id, o.state, later(1, at), o.changes, o.job)
                          for o in outcomes])
         self.assertEqual([row_values(row) for row in fresh(jobs)], first)
         self.assertEqual(calls, [])
@@ -1017,7 +1021,7 @@ class AckTests(EngineMixin, TestCase):
         at = timezone.now()
         outcomes = [Outcome(job.pk, "completed", at, job=job) for job in jobs]
         with no_receivers(), count_statements() as statements:
-            self.engine.ack(outcomes)
+            ack(outcomes)
         self.assertEqual(kinds(statements), ["UPDATE"], statements)
         self.assertEqual(Job.objects.filter(state="completed", completed_at=at).count(), 50)
 
@@ -1025,7 +1029,7 @@ class AckTests(EngineMixin, TestCase):
         jobs = claim(3, meta={"m": 0})
         calls = receive_changes(self)
         at = timezone.now()
-        self.engine.ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
+        ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
                          Outcome(jobs[1].pk, "completed", at, {"meta": {"m": 1}}, jobs[1]),
                          Outcome(jobs[2].pk, "discarded", at, {"errors": []})])
         changes = sorted((c for call in calls for c in call.changes), key=lambda c: c.id)
@@ -1038,7 +1042,7 @@ class AckTests(EngineMixin, TestCase):
 
     def test_nothing_to_ack(self):
         with count_statements() as statements:
-            self.engine.ack([])
+            ack([])
         self.assertEqual(statements, [])
 
 
@@ -1053,12 +1057,12 @@ class AttemptReportTests(EngineMixin, TestCase):
         done, back = claim(2)
         calls = receive_changes(self, attempts=True)
         now = timezone.now()
-        self.engine.ack([Outcome(done.pk, "completed", now, job=done),
+        ack([Outcome(done.pk, "completed", now, job=done),
                          Outcome(back.pk, "available", now, {"attempt": 0, "errors": []},
                                  back)])
         self.assertEqual(self.reported(calls), {done.pk: (1, 1), back.pk: (1, 0)})
         calls.clear()
-        self.engine.transition([done.pk], None, only_from=FINISHED_STATES)
+        transition([done.pk], None, only_from=FINISHED_STATES)
         self.assertEqual(self.reported(calls), {done.pk: (1, 1)})
 
     def test_a_put_back_of_a_second_attempt(self):
@@ -1066,17 +1070,17 @@ class AttemptReportTests(EngineMixin, TestCase):
         [job] = get_engine().fetch_jobs(QUEUE, 1, BY, timezone.now())
         self.assertEqual(job.attempt, 2)
         calls = receive_changes(self, attempts=True)
-        self.engine.ack([Outcome(job.pk, "available", timezone.now(),
+        ack([Outcome(job.pk, "available", timezone.now(),
                                  {"attempt": 1, "errors": []}, job)])
         self.assertEqual(self.reported(calls), {job.pk: (2, 1)})
 
     def test_changes_of_rows_the_caller_does_not_hold(self):
         [job] = put(enqueue(max_attempts=5), "retryable", attempt=3)
         calls = receive_changes(self, attempts=True)
-        self.engine.transition([job.pk], "available", only_from=["retryable"])
+        transition([job.pk], "available", only_from=["retryable"])
         self.assertEqual(self.reported(calls), {job.pk: (3, 3)})
         calls.clear()
-        self.engine.transition([job.pk], "cancelled", only_from=["available"],
+        transition([job.pk], "cancelled", only_from=["available"],
                                each={job.pk: {"attempt": 4}})
         self.assertEqual(self.reported(calls), {job.pk: (3, 4)})
 
@@ -1098,20 +1102,20 @@ class StageTests(EngineMixin, TestCase):
         others = [put(enqueue(queue="d", start=i), state, scheduled_at=ago(50, now))[0]
                   for i, state in enumerate(["cancelled", "suspended", "completed",
                                              "discarded", "executing"])]
-        self.assertEqual(self.engine.stage_jobs(now, 100), ["a", "b"])
+        self.assertEqual(stage_jobs(self.engine, now, 100), ["a", "b"])
         self.assertEqual(states([due, retry, at_now, future, future_retry, *others]),
                          ["available", "available", "available", "scheduled", "retryable",
                           "cancelled", "suspended", "completed", "discarded", "executing"])
         row = reload(retry)
         self.assertEqual((row.attempt, row.errors, row.unique_key),
                          (1, retry.errors, retry.unique_key))
-        self.assertEqual(self.engine.stage_jobs(now, 100), [])
+        self.assertEqual(stage_jobs(self.engine, now, 100), [])
 
     def test_limit_takes_the_earliest(self):
         now = timezone.now()
         jobs = [put(enqueue(queue=f"q{i}"), "scheduled", scheduled_at=ago(10 - i, now))[0]
                 for i in range(5)]
-        self.assertEqual(self.engine.stage_jobs(now, 2), ["q0", "q1"])
+        self.assertEqual(stage_jobs(self.engine, now, 2), ["q0", "q1"])
         self.assertEqual(states(jobs), ["available"] * 2 + ["scheduled"] * 3)
 
 
@@ -1126,19 +1130,19 @@ class PruneTests(EngineMixin, TestCase):
         unfinished = [put(enqueue(start=30 + i), state, scheduled_at=ago(999, now),
                           inserted_at=ago(999, now))[0]
                       for i, state in enumerate(NOT_FINAL)]
-        self.assertEqual(self.engine.prune_jobs(ago(50, now), 100), 3)
+        self.assertEqual(prune_jobs(self.engine, ago(50, now), 100), 3)
         self.assertEqual(set(Job.objects.values_list("pk", flat=True)),
                          {j.pk for j in [*young, boundary, *unfinished]})
-        self.assertEqual(self.engine.prune_jobs(ago(50, now), 100), 0)
+        self.assertEqual(prune_jobs(self.engine, ago(50, now), 100), 0)
 
     def test_oldest_first_bounded_by_limit(self):
         now = timezone.now()
         # Inserted newest first, so the oldest are not the lowest ids.
         jobs = [put(enqueue(start=i), FINAL[i % 3],
                     **{FINISHED_AT[FINAL[i % 3]]: ago(100 + i, now)})[0] for i in range(5)]
-        self.assertEqual(self.engine.prune_jobs(ago(10, now), 2), 2)
+        self.assertEqual(prune_jobs(self.engine, ago(10, now), 2), 2)
         self.assertEqual(states(jobs), ["completed", "cancelled", "discarded", None, None])
-        self.assertEqual([self.engine.prune_jobs(ago(10, now), 2) for _ in range(3)],
+        self.assertEqual([prune_jobs(self.engine, ago(10, now), 2) for _ in range(3)],
                          [2, 1, 0])
         self.assertEqual(Job.objects.count(), 0)
 
@@ -1160,7 +1164,7 @@ class RescueTests(EngineMixin, TestCase):
         [no_owner] = put(enqueue(start=4), "executing", attempt=1, attempted_by=None)
         [idle] = put(enqueue(start=5), "retryable", attempt=1,
                      attempted_by=["gone", str(uuid.uuid4())])
-        result = self.engine.rescue_orphans(ago(60, now), now)
+        result = rescue_orphans(self.engine, ago(60, now), now)
         self.assertEqual(result, {"rescued": 3, "discarded": 1, "queues": [QUEUE, "other"],
                                   "producers_removed": 1})
         self.assertEqual(list(Producer.objects.values_list("uuid", flat=True)), [live.uuid])
@@ -1176,7 +1180,7 @@ class RescueTests(EngineMixin, TestCase):
         row = reload(exhausted)
         self.assertEqual((row.state, row.discarded_at), ("discarded", now))
         self.assertIn("Rescued", row.errors[-1]["error"])
-        self.assertEqual(self.engine.rescue_orphans(ago(60, now), now),
+        self.assertEqual(rescue_orphans(self.engine, ago(60, now), now),
                          {"rescued": 0, "discarded": 0, "queues": [], "producers_removed": 0})
 
     def test_rescue_reports_the_changes(self):
@@ -1184,7 +1188,7 @@ class RescueTests(EngineMixin, TestCase):
         [orphan] = put(enqueue(meta={"m": 1}), "executing", attempt=1,
                        attempted_by=["gone", str(uuid.uuid4())])
         calls = receive_changes(self)
-        self.engine.rescue_orphans(ago(60, now), now)
+        rescue_orphans(self.engine, ago(60, now), now)
         self.assertEqual([c for call in calls for c in call.changes],
                          [JobChange(orphan.pk, orphan.worker, QUEUE, {"m": 1}, "executing",
                                     "available")])

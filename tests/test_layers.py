@@ -19,9 +19,11 @@ LAYERS = [
     ("leaves", ["conf", "exceptions", "signals", "jsonutil", "durations", "modes", "crontab",
                 "results"]),
     ("models", ["models", "migrations"]),
-    ("building jobs", ["unique", "registry", "features", "build"]),
-    ("running one job", ["execution"]),
+    # SQL primitives: nothing about job features, signals, the runtime or plugins.
     ("engines", ["engines"]),
+    ("building jobs", ["unique", "registry", "features", "build"]),
+    ("the state door", ["outcome", "transitions"]),
+    ("running one job", ["execution"]),
     ("inserting", ["insertion", "worker"]),
     ("job features and plugins", ["pro", "plugins"]),
     ("runtime", ["runtime"]),
@@ -174,11 +176,12 @@ class LayerTests(SimpleTestCase):
 
 # -- one door for state writes ------------------------------------------------------------------
 
-#: Where a job's ``state`` column may be written: the door (``Engine.transition`` and the
-#: statements it runs) and the fetch statements.
+#: Where a job's ``state`` column may be written: the door (``transitions.transition``, whose
+#: columns ``state_columns`` builds, and the engine statements it runs) and the fetch
+#: statements.
 STATE_WRITERS = {
-    ("engines.base", "Engine._state_columns"),
-    ("engines.postgresql", "PostgreSQLEngine._write_each"),
+    ("transitions", "state_columns"),
+    ("engines.postgresql", "PostgreSQLEngine.update_each"),
     ("engines.postgresql", "PostgreSQLEngine.fetch_statement"),
     ("engines.sqlite", "SQLiteEngine.fetch_statement"),
 }
@@ -227,7 +230,7 @@ class StateDoorTests(SimpleTestCase):
                 if (module, function) not in STATE_WRITERS:
                     outside.append(f"django_jobs/{path.relative_to(PACKAGE)}:{line} "
                                    f"({function or 'module level'})")
-        self.assertEqual(outside, [], "write job states through Engine.transition")
+        self.assertEqual(outside, [], "write job states through django_jobs.transitions")
 
     def test_every_allowed_writer_still_writes(self):
         seen = set()

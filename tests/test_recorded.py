@@ -31,6 +31,7 @@ from django_jobs.pro import terms
 from django_jobs.pro.recorded import DEFAULT_LIMIT, NotRecorded, ResultTooLarge
 from django_jobs.signals import state_changed
 from django_jobs.testing import drain_queue, perform_job, with_testing_mode
+from django_jobs.transitions import ack
 
 from .helpers import count_statements, describe_jobs, reload
 from .pro_workers import QUEUE, PlainWorker, RecordedWorker, definition_error
@@ -255,9 +256,9 @@ class RecordingTests(QuietFailures, TestCase):
     def test_a_batch_of_recorded_completions_is_one_statement(self):
         jobs = [RecordedWorker.enqueue(value_args({"n": i, "at": datetime.date(2026, 1, i + 1)}))
                 for i in range(20)]
-        engine, outcomes = self._run_batch(jobs)
+        _, outcomes = self._run_batch(jobs)
         with no_state_changed_receivers(), count_statements() as statements:
-            engine.ack(outcomes)
+            ack(outcomes)
         self.assertOneUpdate(statements, 20)
         for i, job in enumerate(jobs):
             job = reload(job)
@@ -270,9 +271,9 @@ class RecordingTests(QuietFailures, TestCase):
         recorded = [RecordedWorker.enqueue({"n": i}, meta={"i": i}) for i in range(5)]
         nothing = [RecordedWorker.enqueue({"none": True}, meta={"i": i}) for i in range(3)]
         plain = [PlainWorker.enqueue({"n": i}, meta={"i": i}) for i in range(3)]
-        engine, outcomes = self._run_batch([*recorded, *nothing, *plain])
+        _, outcomes = self._run_batch([*recorded, *nothing, *plain])
         with no_state_changed_receivers(), count_statements() as statements:
-            engine.ack(outcomes)
+            ack(outcomes)
         self.assertOneUpdate(statements, 11)
         for i, job in enumerate(recorded):
             job = reload(job)

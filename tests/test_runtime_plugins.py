@@ -10,6 +10,9 @@ from django_jobs import signals
 from django_jobs.engines import get_engine
 from django_jobs.models import Job, Peer, Producer
 from django_jobs.runtime.node import LEADER_NAME
+from django_jobs.plugins.lifeline import rescue_orphans
+from django_jobs.plugins.pruner import prune_jobs
+from django_jobs.plugins.stager import stage_jobs
 
 from . import runtime_workers as w
 from .helpers import producer_row, reload, set_state, wait_for_state
@@ -38,20 +41,20 @@ class StagerTests(RuntimeTestCase):
                             scheduled_at=now + datetime.timedelta(seconds=5))
         old_completed = make("completed", queue="d", scheduled_at=ago(50, now),
                              completed_at=ago(40, now))
-        self.assertEqual(engine.stage_jobs(now, 100), ["a", "b"])
+        self.assertEqual(stage_jobs(engine, now, 100), ["a", "b"])
         for job in (due_scheduled, due_retryable, at_now):
             self.assertEqual(reload(job).state, "available")
         self.assertEqual(reload(due_retryable).attempt, 1)
         self.assertEqual(reload(future).state, "scheduled")
         self.assertEqual(reload(future_retry).state, "retryable")
         self.assertEqual(reload(old_completed).state, "completed")
-        self.assertEqual(engine.stage_jobs(now, 100), [])
+        self.assertEqual(stage_jobs(engine, now, 100), [])
 
     def test_stage_limit_takes_the_earliest(self):
         now = timezone.now()
         jobs = [make("scheduled", queue=f"q{i}", scheduled_at=ago(10 - i, now))
                 for i in range(5)]
-        self.assertEqual(get_engine().stage_jobs(now, 2), ["q0", "q1"])
+        self.assertEqual(stage_jobs(get_engine(), now, 2), ["q0", "q1"])
         self.assertEqual([reload(j).state for j in jobs],
                          ["available", "available", "scheduled", "scheduled", "scheduled"])
 
@@ -84,7 +87,7 @@ class PrunerTests(RuntimeTestCase):
         unfinished = [make(state, inserted_at=ago(9 * day, now), scheduled_at=ago(9 * day, now))
                       for state in ("available", "scheduled", "retryable")]
         unfinished.append(make("executing", attempt=1, attempted_at=ago(9 * day, now)))
-        deleted = get_engine().prune_jobs(ago(day, now), 100)
+        deleted = prune_jobs(get_engine(), ago(day, now), 100)
         self.assertEqual(deleted, 3)
         remaining = set(Job.objects.values_list("pk", flat=True))
         self.assertFalse(remaining & {j.pk for j in old})
@@ -95,13 +98,13 @@ class PrunerTests(RuntimeTestCase):
         for i in range(5):
             make("completed", completed_at=ago(100 + i, now))
         engine = get_engine()
-        self.assertEqual([engine.prune_jobs(ago(50, now), 2) for _ in range(4)], [2, 2, 1, 0])
+        self.assertEqual([prune_jobs(engine, ago(50, now), 2) for _ in range(4)], [2, 2, 1, 0])
         self.assertEqual(Job.objects.count(), 0)
 
     def test_prune_takes_the_oldest_first(self):
         now = timezone.now()
         jobs = [make("completed", completed_at=ago(1000 - i * 100, now)) for i in range(4)]
-        get_engine().prune_jobs(ago(10, now), 2)
+        prune_jobs(get_engine(), ago(10, now), 2)
         self.assertEqual(set(Job.objects.values_list("pk", flat=True)),
                          {jobs[2].pk, jobs[3].pk})
 
@@ -136,7 +139,7 @@ class LifelineTests(RuntimeTestCase):
         exhausted = make("executing", queue="third", attempt=3, max_attempts=3,
                          attempted_by=["gone", str(uuid.uuid4())])
         no_owner = make("executing", queue="plug", attempt=1, attempted_by=None)
-        result = engine.rescue_orphans(ago(60, now), now)
+        result = rescue_orphans(engine, ago(60, now), now)
         self.assertEqual(result, {"rescued": 3, "discarded": 1, "queues": ["other", "plug"],
                                   "producers_removed": 1})
         # The stale producer row is gone; the live one stays.
@@ -155,7 +158,7 @@ class LifelineTests(RuntimeTestCase):
         self.assertEqual(gone.discarded_at, now)
         self.assertIn("Rescued", gone.errors[0]["error"])
         # Nothing left to rescue.
-        self.assertEqual(engine.rescue_orphans(ago(60, now), now),
+        self.assertEqual(rescue_orphans(engine, ago(60, now), now),
                          {"rescued": 0, "discarded": 0, "queues": [],
                           "producers_removed": 0})
 
@@ -163,7 +166,7 @@ class LifelineTests(RuntimeTestCase):
         now = timezone.now()
         jobs = [make(state, attempted_by=["gone", str(uuid.uuid4())])
                 for state in ("available", "retryable", "completed")]
-        get_engine().rescue_orphans(ago(60, now), now)
+        rescue_orphans(get_engine(), ago(60, now), now)
         self.assertEqual([reload(j).state for j in jobs], ["available", "retryable",
                                                            "completed"])
 

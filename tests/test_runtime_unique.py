@@ -6,6 +6,7 @@ from django.utils import timezone
 
 import django_jobs
 from django_jobs.models import Job
+from django_jobs.plugins.stager import stage_jobs
 
 from . import runtime_workers as w
 from .helpers import reload, set_state, wait_for_state
@@ -60,7 +61,7 @@ class UniqueTransitionTests(RuntimeTestCase):
         Job.objects.filter(pk=job.pk).update(scheduled_at=timezone.now())
         from django_jobs.engines import get_engine
 
-        get_engine().stage_jobs(timezone.now(), 10)
+        stage_jobs(get_engine(), timezone.now(), 10)
         self.assertIn(reload(job).state, ("available", "executing", "scheduled"))
         self.assertTrue(w.SnoozeWorker.enqueue({"seconds": 60}, unique=INCOMPLETE).conflict)
 

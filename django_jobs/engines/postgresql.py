@@ -14,7 +14,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import models
 
 from ..jsonutil import dumps
-from ..models.job import STATE_BITS, Job
+from ..models.job import STATE_BITS, Job, unique_key_sql
 from . import wakeup
 from .base import FRESH_JOB, Engine
 
@@ -220,10 +220,11 @@ class PostgreSQLEngine(Engine):
             UPDATE django_jobs_job AS job
             SET state = 'executing', attempt = job.attempt + 1,
                 attempted_at = %s, attempted_by = %s::jsonb,
-                unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END
+                unique_key = {unique_key}
             FROM next WHERE job.id = next.id
             RETURNING job.*
-        """.replace("{only}", "" if ids is None else "AND id = ANY(%s)").replace(
+        """.replace("{unique_key}", unique_key_sql("job.")).replace(
+            "{only}", "" if ids is None else "AND id = ANY(%s)").replace(
             "{worker}", "" if worker is None else "AND worker = %s"), [
             queue, *([] if ids is None else [list(ids)]), *([] if worker is None else [worker]),
             limit, now, attempted_by, STATE_BITS["executing"]]
@@ -247,9 +248,9 @@ class PostgreSQLEngine(Engine):
         with self.connection.wrap_database_errors, self._cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CONTROL_CHANNEL, json.dumps(message)])
 
-    def _write_each(self, ids: Sequence[int], state: str | None, only_from: Collection[str],
+    def update_each(self, ids: Sequence[int], state: str, only_from: Collection[str],
                     columns: Mapping[str, Any], each: Mapping[int, Mapping[str, Any]]
-                    ) -> list[int]:
+                    ) -> list[tuple[int, str]]:
         # The door's per-job statement (acks, rescues) as one UPDATE whose per-job values
         # travel as one typed array per column (server-side binding): the ORM would splice an
         # IN list and a CASE per column into the SQL text.
@@ -262,9 +263,8 @@ class PostgreSQLEngine(Engine):
         # removes it: thousands of dead entries read per ack, not ten primary-key probes.
         names = list(next(iter(each.values()), {}))
         shared = {k: v for k, v in columns.items() if k not in ("state", "unique_key")}
-        if (state is None or not names
-                or any(hasattr(v, "resolve_expression") for v in shared.values())):
-            return super()._write_each(ids, state, only_from, columns, each)
+        if not names or any(hasattr(v, "resolve_expression") for v in shared.values()):
+            return super().update_each(ids, state, only_from, columns, each)
         fields = self.insert_fields_by_name
         # Each column's values zipped by ROWS FROM: a typed array per plain column, and per
         # JSON column one JSON array of every job's value (one dumps for all, where a jsonb[]
@@ -290,12 +290,12 @@ class PostgreSQLEngine(Engine):
         shared = {name: dumps(value) if isinstance(fields[name], models.JSONField)
                   and value is not None else value for name, value in shared.items()}
         sql = (f"UPDATE django_jobs_job AS job SET state = %s, "
-               f"unique_key = CASE WHEN (job.unique_states & %s) > 0 THEN job.unique_key END, "
+               f"unique_key = {unique_key_sql('job.')}, "
                f"{', '.join(sets)} "
                f"FROM ROWS FROM ({', '.join(arrays)}) AS v(id, {', '.join(names)}) "
-               f"WHERE job.id = v.id AND (job.state || '') = ANY(%s) RETURNING job.id")
+               f"WHERE job.id = v.id AND (job.state || '') = ANY(%s) RETURNING job.id, job.queue")
         with self.connection.wrap_database_errors, self._cursor() as cursor:
             # Parameters in the order of their placeholders: SET, then FROM, then WHERE.
             cursor.execute(sql, [state, STATE_BITS[state], *shared.values(), *params,
                                  list(only_from)])
-            return [row[0] for row in cursor.fetchall()]
+            return [(row[0], row[1]) for row in cursor.fetchall()]

@@ -3,7 +3,7 @@
 import sqlite3
 from collections.abc import Sequence
 
-from ..models.job import STATE_BITS
+from ..models.job import STATE_BITS, unique_key_sql
 from .base import Engine
 
 
@@ -41,7 +41,7 @@ class SQLiteEngine(Engine):
         return """
             UPDATE django_jobs_job
             SET state = 'executing', attempt = attempt + 1, attempted_at = %s, attempted_by = %s,
-                unique_key = CASE WHEN (unique_states & %s) > 0 THEN unique_key END
+                unique_key = {unique_key}
             WHERE id IN (
                 SELECT id FROM django_jobs_job
                 WHERE state = 'available' AND queue = %s {only} {worker}
@@ -49,7 +49,7 @@ class SQLiteEngine(Engine):
                 LIMIT %s
             )
             RETURNING *
-        """.replace("{only}", "" if ids is None else
+        """.replace("{unique_key}", unique_key_sql()).replace("{only}", "" if ids is None else
                     f"AND id IN ({', '.join(['%s'] * len(ids))})" if ids else "AND 0").replace(
             "{worker}", "" if worker is None else "AND worker = %s"), [
             now, attempted_by, STATE_BITS["executing"], queue, *(ids or []),

@@ -25,6 +25,7 @@ from django.db import connections
 from django.utils import timezone
 
 from .. import features, signals
+from ..engines.rows import UNREADABLE
 from ..exceptions import WorkerNotImportable
 from ..features import Attempt
 from ..models import JobState, error_entry
@@ -32,7 +33,7 @@ from ..registry import resolve_worker
 from ..results import Cancel, Discard, Snooze
 from .interrupt import (CancelledAtDeadline, JobCancelled, JobInterrupted, JobTimeout,
                         NodeShutdown, Running)
-from .outcome import Outcome
+from ..outcome import Outcome
 
 logger = logging.getLogger("django_jobs.executor")
 
@@ -63,6 +64,10 @@ def execute(running: Running, *, reraise: bool = False,
     """
     job = running.job
     started = time.monotonic()
+    unreadable = getattr(job, UNREADABLE, None)
+    if unreadable:  # a row no API writes: its attempt fails, naming what could not be read
+        return _failed(job, f"The job's row could not be read: {'; '.join(unreadable)}",
+                       None), None
     try:
         worker_class = resolve_worker(job.worker)
     except WorkerNotImportable as exc:

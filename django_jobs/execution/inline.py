@@ -1,5 +1,5 @@
-"""Running jobs at once, in the calling thread, without writing them: inline mode and the
-testing helpers that perform a single job.
+"""Running jobs at once, in the calling thread, without writing them: inline mode (an engine,
+:class:`InlineEngine`) and the testing helpers that perform a single job.
 
 The jobs go through the same executor and job features as in ``runjobs``; only the database is
 left out: nothing is claimed, acknowledged or written.
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from django.utils import timezone
 
+from ..engines import Engine
 from ..models import Job, JobState
 from .executor import execute
 from .interrupt import Running
@@ -37,3 +38,20 @@ def run_inline(jobs: Sequence[Job]) -> list[Job]:
         outcome.apply_to(job)
         job.result = result
     return list(jobs)
+
+
+class InlineEngine(Engine):
+    """The engine of the ``inline`` testing mode (:func:`django_jobs.engines.insert_engine`):
+    inserting a job runs it at once (:func:`run_inline`) and writes nothing. It serves inserts
+    only; everything else is the database's engine's."""
+
+    stores_jobs = False
+
+    def insert_jobs(self, jobs: Sequence[Job], *, skip_conflicts: bool = False) -> None:
+        run_inline(jobs)
+
+    def fetch_statement(self, *args, **kwargs):
+        raise NotImplementedError("the inline engine runs inserted jobs; it fetches none")
+
+    def serialize(self, keys) -> None:
+        return None

@@ -1,7 +1,7 @@
 from .batch import Batch
 from .cron import CronEntry, CronSource
 from .job import (FINISHED_AT, FINISHED_STATES, STATE_BITS, Job, JobChange, JobState, error_entry,
-                  unique_key_after)
+                  unique_key_after, unique_key_sql)
 from .peer import Peer
 from .producer import Producer
 
@@ -19,4 +19,5 @@ __all__ = [
                   "Producer",
                   "error_entry",
                   "unique_key_after",
+                  "unique_key_sql",
 ]

@@ -91,6 +91,13 @@ def unique_key_after(state: str) -> Case:
                 output_field=models.CharField(max_length=64, null=True))
 
 
+def unique_key_sql(table: str = "") -> str:
+    """:func:`unique_key_after` as SQL text for engines' hand-written statements: the value of
+    ``unique_key`` after a move to the state whose bit is the statement's next parameter
+    (``STATE_BITS[state]``). ``table`` qualifies the columns (``"job."``)."""
+    return (f"CASE WHEN ({table}unique_states & %s) > 0 THEN {table}unique_key END")
+
+
 #: States of a chain's head: the one job of a chain that is neither waiting nor finished.
 CHAIN_ACTIVE = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING, JobState.RETRYABLE)
 

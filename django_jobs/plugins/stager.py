@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from ..engines import Engine
+from ..models import JobState
+from ..transitions import KnownJob, transition
 from .base import Plugin
+
+
+def stage_jobs(engine: Engine, now, limit: int) -> list[str]:
+    """Make up to ``limit`` scheduled and retryable jobs whose time has come available (the
+    stage index serves the read); return the queues that got jobs. The door wakes their
+    producers."""
+    due = list(engine.jobs.filter(state__in=[JobState.SCHEDULED, JobState.RETRYABLE],
+                                  scheduled_at__lte=now)
+               .order_by("scheduled_at", "id")
+               .values_list("id", "worker", "queue", "meta", "state", "attempt")[:limit])
+    if not due:
+        return []
+    # The door filters on the states again: a job cancelled between the two statements stays
+    # cancelled.
+    transition([row[0] for row in due], JobState.AVAILABLE,
+               only_from=(JobState.SCHEDULED, JobState.RETRYABLE),
+               known={row[0]: KnownJob(*row[1:]) for row in due}, using=engine.alias)
+    return sorted({row[2] for row in due})
 
 
 class Stager(Plugin):
@@ -14,7 +35,4 @@ class Stager(Plugin):
         self.limit = limit
 
     def run(self, node, engine, now):
-        queues = engine.stage_jobs(now, self.limit)
-        # Wake the producers of those queues on every node (NOTIFY), or in this process.
-        engine.notify(queues)
-        return {"queues": queues}
+        return {"queues": stage_jobs(engine, now, self.limit)}

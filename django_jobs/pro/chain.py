@@ -43,13 +43,13 @@ from django.utils import timezone
 
 from .. import features
 from ..engines import get_engine
-from ..engines.base import Row
 from ..exceptions import ConfigurationError
 from ..features import Feature
 from ..jsonutil import dumps
 from ..models.job import CHAIN_ACTIVE, FINISHED_STATES, Job, JobChange, JobState
 from ..plugins.base import Plugin
 from ..registry import resolve_worker
+from ..transitions import KnownJob, transition
 
 logger = logging.getLogger("django_jobs.chain")
 
@@ -160,12 +160,11 @@ def release(using: str, members: Iterable[int], *,
     turn has come; the caller holds the chains' locks. With ``settle``, a chain whose last
     job was cancelled less than ``settle`` seconds ago waits (it may have been running).
     Returns the released jobs' ids with their new states."""
-    engine = get_engine(using)
     heads = Job.objects.using(using).chain_heads(members)
     if not heads:
         return {}
     now = timezone.now()
-    targets: dict[str, dict[int, Row]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
+    targets: dict[str, dict[int, KnownJob]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
     for head in heads:
         spec = spec_for(head["worker"]) or ChainSpec(by=(("worker",),))
         if not spec.releases_after(head["previous"]):
@@ -175,17 +174,16 @@ def release(using: str, members: Iterable[int], *,
                 (now - cancelled).total_seconds() < settle:
             continue
         state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
-        targets[state][head["id"]] = Row(head["worker"], head["queue"], head["meta"],
-                                         JobState.SUSPENDED)
+        targets[state][head["id"]] = KnownJob(head["worker"], head["queue"], head["meta"],
+                                              JobState.SUSPENDED)
     _releasing.now = True
     try:
         for state, rows in targets.items():
             if rows:
-                engine.transition(list(rows), state, only_from=(JobState.SUSPENDED,),
-                                  known=rows)
+                transition(list(rows), state, only_from=(JobState.SUSPENDED,), known=rows,
+                           using=using)
     finally:
         _releasing.now = False
-    engine.notify([row.queue for row in targets[JobState.AVAILABLE].values()])
     # Under the chain locks, nothing else could have moved these waiting jobs meanwhile.
     return {pk: state for state, rows in targets.items() for pk in rows}
 
@@ -289,9 +287,9 @@ class Chain(Feature):
         for change in retried:
             # A job retried while another job of its chain is active waits its turn again.
             if jobs.chain_has_active(change.meta["chain_id"], besides=change.id):
-                engine.transition([change.id], JobState.SUSPENDED, only_from=(change.new,),
-                                  known={change.id: Row(change.worker, change.queue,
-                                                        change.meta, change.new)})
+                transition([change.id], JobState.SUSPENDED, only_from=(change.new,),
+                           known={change.id: KnownJob(change.worker, change.queue,
+                                                      change.meta, change.new)}, using=using)
         release(using, _members(using, finished))
 
 

@@ -53,10 +53,11 @@ from django.utils import timezone
 
 from ..durations import to_seconds
 from ..engines import get_engine, wakeup
+from ..transitions import ack
 from ..exceptions import ConfigurationError, JobsError
 from ..execution.executor import abandon_attempt, begin_attempt, end_attempt, put_back
 from ..execution.interrupt import JobInterrupted, current_running, on_interrupt, shielded
-from ..execution.outcome import Outcome
+from ..outcome import Outcome
 from ..features import Attempt
 from ..models.job import Job, JobState
 from ..results import Cancel, Discard, Snooze
@@ -225,7 +226,7 @@ def _write(outcomes: list[Outcome]) -> None:
         now = timezone.now()
         for outcome in outcomes:  # they ended together: one time (completions share a statement)
             outcome.at = now
-        get_engine(outcomes[0].job._state.db).ack(outcomes)
+        ack(outcomes, using=outcomes[0].job._state.db)
 
 
 def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,

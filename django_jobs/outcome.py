@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.job import FINISHED_AT
+from .models.job import FINISHED_AT
 
 
 @dataclass(slots=True)

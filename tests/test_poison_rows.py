@@ -1,0 +1,117 @@
+"""Rows that no API writes, next to plain jobs, run by a real ``runjobs`` node: whatever a row
+holds, the other jobs' outcomes are written, the odd row's attempt fails with an error naming
+the cause (and is retried like any failure), and nothing stays ``executing``."""
+
+from __future__ import annotations
+
+import json
+
+from django.db import connection
+from django.test import TransactionTestCase
+
+from django_jobs import insert_all
+from django_jobs.engines.rows import UNREADABLE, jobs_from_rows
+from django_jobs.exceptions import WorkerNotImportable
+from django_jobs.execution.executor import execute
+from django_jobs.execution.interrupt import Running
+from django_jobs.models import Job, JobState
+from django_jobs.registry import resolve_worker
+
+from .pro_workers import QUEUE, PlainWorker, SealedWorker
+from .processes import RunjobsMixin
+from .waits import wait_until
+
+#: A node's wait for jobs it should run at once, on a loaded machine.
+TIMEOUT = 60.0
+
+
+class BrokenModuleTests(TransactionTestCase):
+    def test_a_module_raising_on_import_is_a_worker_that_cannot_be_imported(self):
+        with self.assertRaisesMessage(WorkerNotImportable,
+                                      "its module raised RuntimeError: BILLING_API_KEY"):
+            resolve_worker("tests.broken_worker_module.Invoice")
+
+
+class UnreadableRowTests(TransactionTestCase):
+    """A value the database hands back that cannot be decoded (neither database lets the
+    jobs table hold one through its constraints, but a fetch must not trust that): the row
+    still becomes a job, and its attempt fails naming the column."""
+
+    def fetched_row(self) -> tuple[tuple[str, ...], list]:
+        PlainWorker.enqueue({"n": 1})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM django_jobs_job")
+            names = tuple(column[0] for column in cursor.description)
+            row = list(cursor.fetchone())
+        return names, row
+
+    def test_the_row_becomes_a_job_whose_attempt_fails_naming_the_column(self):
+        names, row = self.fetched_row()
+        row[names.index("args")] = "{not json"
+        [job] = jobs_from_rows(connection.alias, names, [row])
+        self.assertEqual(job.args, {})
+        self.assertEqual(len(getattr(job, UNREADABLE)), 1)
+        self.assertTrue(getattr(job, UNREADABLE)[0].startswith("args: JSONDecodeError"))
+        job.attempt = 1
+        outcome, _ = execute(Running(job), reset=False)
+        self.assertEqual(outcome.state, JobState.RETRYABLE)
+        self.assertIn("The job's row could not be read: args: JSONDecodeError",
+                      outcome.changes["errors"][-1]["error"])
+
+    def test_readable_rows_beside_it_decode_as_usual(self):
+        names, row = self.fetched_row()
+        bad = list(row)
+        bad[names.index("meta")] = "[1, 2"
+        good, broken = sorted(jobs_from_rows(connection.alias, names, [row, bad]),
+                              key=lambda job: hasattr(job, UNREADABLE))
+        self.assertEqual(good.args, {"n": 1})
+        self.assertFalse(hasattr(good, UNREADABLE))
+        self.assertEqual(broken.meta, {})
+
+
+class PoisonRowsTests(RunjobsMixin, TransactionTestCase):
+    def odd_rows(self) -> dict[str, int]:
+        """One job per kind of odd row, each made from a plain job by a direct write."""
+        jobs = insert_all([PlainWorker.new({"odd": i}) for i in range(4)]
+                          + [SealedWorker.new({"secret": "s3cret"})])
+        module, missing, sealed = jobs[0].pk, jobs[1].pk, jobs[4].pk
+        Job.objects.filter(pk=module).update(worker="tests.broken_worker_module.Invoice")
+        Job.objects.filter(pk=missing).update(worker="tests.no_such_module.Worker")
+        args = Job.objects.get(pk=sealed).args
+        args["encrypted"]["data"] = "bm90IGEgc2VhbGVkIGJsb2I="  # base64 of garbage
+        Job.objects.filter(pk=sealed).update(args=args)
+        return {"module raises": module, "no module": missing, "sealed blob": sealed}
+
+    def test_odd_rows_fail_alone_and_never_stop_the_queue(self):
+        odd = self.odd_rows()
+        plain = [job.pk for job in insert_all(PlainWorker.new({"n": i}) for i in range(20))]
+        node = self.start_runjobs("poison", "--queue", f"{QUEUE}=5")
+
+        def settled() -> bool:
+            done = Job.objects.filter(pk__in=plain, state=JobState.COMPLETED).count()
+            failed = Job.objects.filter(pk__in=odd.values(), state=JobState.RETRYABLE).count()
+            return done == len(plain) and failed == len(odd)
+
+        wait_until(settled, TIMEOUT, what="plain jobs completed and odd rows retryable",
+                   describe=lambda: self.runjobs_report(json.dumps(
+                       dict(Job.objects.values_list("pk", "state")), indent=None)))
+        self.assertFalse(Job.objects.filter(state=JobState.EXECUTING).exists())
+        errors = {kind: Job.objects.get(pk=pk).errors for kind, pk in odd.items()}
+        for kind, entries in errors.items():
+            self.assertEqual(len(entries), 1, kind)
+            self.assertEqual(entries[0]["attempt"], 1, kind)
+        self.assertIn("RuntimeError: BILLING_API_KEY is missing", errors["module raises"][0]
+                      ["error"])
+        self.assertIn("tests.no_such_module.Worker cannot be imported",
+                      errors["no module"][0]["error"])
+        self.assertIn("decrypt", errors["sealed blob"][0]["error"].lower())
+        # Retried with backoff, as any failure: a deploy may fix it.
+        for pk in odd.values():
+            self.assertGreater(Job.objects.get(pk=pk).scheduled_at,
+                               Job.objects.get(pk=pk).attempted_at)
+        # And the node is still running jobs.
+        later = PlainWorker.enqueue({"after": True})
+        wait_until(lambda: Job.objects.get(pk=later.pk).state == JobState.COMPLETED, TIMEOUT,
+                   what="a job inserted after the odd rows completed",
+                   describe=lambda: self.runjobs_report(""))
+        self.assertTrue(node.alive)
