@@ -43,6 +43,7 @@ _LAZY = {
     "insert": "django_jobs.insertion",
     "insert_all": "django_jobs.insertion",
     "new_job": "django_jobs.build",
+    "update_job": "django_jobs.updates",
 }
 
 
@@ -91,4 +92,5 @@ __all__ = [
     "retry_job",
     "scale_queue",
     "stream_batch_jobs",
+    "update_job",
 ]

@@ -184,12 +184,15 @@ def state_columns(state: str, columns: Mapping[str, Any],
                   each: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The columns that go with moving to ``state``, besides those the caller sets
     (``columns``, and the per-job ``each``): the state, ``unique_key`` (the one rule:
-    :func:`~django_jobs.models.unique_key_after`), and the finished timestamps (the final
-    state's set to now unless given, the others cleared)."""
+    :func:`~django_jobs.models.unique_key_after`, unless the caller sets a new key itself, as
+    ``update_job`` does), and the finished timestamps (the final state's set to now unless
+    given, the others cleared)."""
     given = set(columns)
     if each:
         given.update(next(iter(each.values())))
-    extra: dict[str, Any] = {"state": state, "unique_key": unique_key_after(state)}
+    extra: dict[str, Any] = {"state": state}
+    if "unique_key" not in given:
+        extra["unique_key"] = unique_key_after(state)
     finished = FINISHED_AT.get(state)
     for column in FINISHED_AT.values():
         if column not in given:

@@ -24,7 +24,7 @@ LAYERS = [
     ("building jobs", ["unique", "registry", "features", "build"]),
     ("the state door", ["outcome", "transitions"]),
     ("running one job", ["execution"]),
-    ("inserting", ["insertion", "worker"]),
+    ("inserting", ["insertion", "updates", "worker"]),
     ("job features and plugins", ["pro", "plugins"]),
     ("runtime", ["runtime"]),
     ("surfaces", ["control", "testing", "pytest_plugin", "admin", "management", "checks",
