@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from django.db import connection
+from django.db.models.signals import post_init
 from django.test import TransactionTestCase
 
 from django_jobs import insert_all
@@ -57,6 +58,27 @@ class UnreadableRowTests(TransactionTestCase):
         self.assertEqual(outcome.state, JobState.RETRYABLE)
         self.assertIn("The job's row could not be read: args: JSONDecodeError",
                       outcome.changes["errors"][-1]["error"])
+
+    def test_a_decoded_job_is_the_job_the_orm_reads(self):
+        names, row = self.fetched_row()
+        [job] = jobs_from_rows(connection.alias, names, [row])
+        orm = Job.objects.get(pk=job.pk)
+        for field in Job._meta.concrete_fields:
+            self.assertEqual(getattr(job, field.attname), getattr(orm, field.attname),
+                             field.attname)
+        self.assertEqual((job._state.adding, job._state.db), (False, connection.alias))
+
+    def test_a_project_listening_to_post_init_still_hears_fetched_jobs(self):
+        names, row = self.fetched_row()
+        heard = []
+
+        def receiver(sender, instance, **kwargs):
+            heard.append(instance)
+
+        post_init.connect(receiver, sender=Job)
+        self.addCleanup(post_init.disconnect, receiver, sender=Job)
+        [job] = jobs_from_rows(connection.alias, names, [row])
+        self.assertEqual(heard, [job])
 
     def test_readable_rows_beside_it_decode_as_usual(self):
         names, row = self.fetched_row()
