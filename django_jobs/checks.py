@@ -17,6 +17,7 @@ from .models.job import QUEUE_MAX_LENGTH
 from .plugins.cron import parse_crontab
 from .pro.encrypted import Encrypted, parse_key
 from .registry import aliases, is_worker, workers
+from .runtime.supervisor import resolve_processes
 
 
 def _hint(name: str, choices: Any) -> str | None:
@@ -55,6 +56,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
             errors.append(Error(f"{SETTING_NAME}[{key!r}] must be a number of seconds of at "
                                 f"least {minimum:g}, not {value!r}.", id="django_jobs.E008"))
     errors += _check_crontab(jobs_settings.CRONTAB)
+    try:
+        resolve_processes(jobs_settings.PROCESSES)
+    except ValueError as exc:
+        errors.append(Error(f"{SETTING_NAME}['PROCESSES']: {exc}.",
+                            hint="Worker processes of one runjobs: 1 (the default), a larger "
+                                 "integer, or 'auto' for one per core.", id="django_jobs.E020"))
     testing = jobs_settings.TESTING
     if testing not in (None, "inline", "manual"):
         errors.append(Error(f"{SETTING_NAME}['TESTING'] must be None, 'inline' or 'manual', "

@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
     "QUEUES": {"default": 10},
     # Name of this node in attempted_by and the producer table; None means the host name.
     "NODE": None,
+    # Worker processes of one runjobs (an integer, or "auto": one per core); queue limits are
+    # per process.
+    "PROCESSES": 1,
     # Seconds running jobs get to finish when runjobs is stopped (SIGTERM/SIGINT).
     "GRACE_PERIOD": 15.0,
     # Seconds without a producer heartbeat after which the lifeline rescues its jobs.

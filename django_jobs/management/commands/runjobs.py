@@ -23,6 +23,8 @@ from ...conf import jobs_settings
 from ...exceptions import InvalidJobError
 from ...models import Job, JobState
 from ...runtime.node import Node
+from ...runtime.supervisor import (INDEX_ENV, PARENT_ENV, Supervisor, child_argv,
+                                   resolve_processes, watch_parent)
 
 
 def queue_limit(value: str) -> tuple[str, int]:
@@ -48,6 +50,15 @@ def positive_float(value: str) -> float:
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {value!r}")
     return number
+
+
+def processes_count(value: str) -> int:
+    """argparse type for --processes: a positive integer or "auto"."""
+    try:
+        return resolve_processes("auto" if value == "auto" else int(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--processes must be a positive integer or 'auto', "
+                                         f"not {value!r}") from None
 
 
 def rescue_delay(value: str) -> float:
@@ -87,13 +98,18 @@ class Command(BaseCommand):
         parser.add_argument("--rescue-after", type=rescue_delay, default=None,
                             help="Seconds without a heartbeat after which another node's jobs "
                                  "are rescued (default: DJANGO_JOBS['RESCUE_AFTER'], 15).")
+        parser.add_argument("--processes", type=processes_count, default=None, metavar="N",
+                            help="Worker processes under one supervisor, or 'auto' (one per "
+                                 "core); queue limits are per process (default: "
+                                 "DJANGO_JOBS['PROCESSES'], 1).")
         parser.add_argument("--stop-when-empty", action="store_true",
                             help="Exit once the queues have no job available or executing, "
                                  "and none scheduled or retryable within the next minute "
                                  "(demos and scripts).")
 
     def handle(self, *args, queues=None, node=None, no_plugins=False, grace=None,
-               rescue_after=None, stop_when_empty=False, verbosity=1, **options) -> None:
+               rescue_after=None, stop_when_empty=False, processes=None, verbosity=1,
+               **options) -> None:
         if modes.current() in modes.MODES:
             raise CommandError(f"testing mode {modes.current()!r} is on (DJANGO_JOBS['TESTING'] "
                                f"or with_testing_mode): queues do not run.")
@@ -101,6 +117,22 @@ class Command(BaseCommand):
         if not queue_limits:
             raise CommandError("no queues to run: set DJANGO_JOBS['QUEUES'] or pass --queue")
         self._configure_logging(verbosity)
+        if processes is None:
+            try:
+                processes = resolve_processes(jobs_settings.PROCESSES)
+            except ValueError as exc:
+                raise CommandError(f"DJANGO_JOBS['PROCESSES']: {exc}") from None
+        if processes > 1:
+            if not self._from_cli or stop_when_empty:
+                raise CommandError("--processes runs worker processes of their own: start "
+                                   "runjobs from the command line, without --stop-when-empty")
+            grace = jobs_settings.GRACE_PERIOD if grace is None else grace
+            # Children get their grace period, the settling of jobs blocked in C and the
+            # writing of outcomes (node.stop), then they are killed.
+            status = Supervisor(child_argv(sys.argv), processes, stop_within=grace + 40,
+                                write=self.stdout.write).run()
+            sys.stdout.flush()
+            sys.exit(status)
         node_obj = Node(
             queues=queue_limits, name=node or jobs_settings.NODE, plugins=not no_plugins,
             grace=jobs_settings.GRACE_PERIOD if grace is None else grace,
@@ -109,6 +141,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        if PARENT_ENV in os.environ:  # a worker process of a supervisor: stop when it is gone
+            watch_parent(stop.set)
         node_obj.start()
         self._banner(node_obj)
         try:
@@ -130,12 +164,17 @@ class Command(BaseCommand):
         plugins = ", ".join(p.name for p in node.plugins) or "none (--no-plugins)"
         notify = "LISTEN/NOTIFY" if node.engine.has_listen_notify else "polling"
         self.stdout.write(
-            f"django_jobs node {node.name} started\n"
+            f"django_jobs node {node.name} started{self._process()}\n"
             f"  database: {node.engine.vendor} ({node.engine.alias}), wake-ups by {notify}\n"
             f"  queues:   {queues}\n"
             f"  plugins:  {plugins}\n"
             f"  leader:   {'yes' if node.is_leader else 'no'}\n")
         self.stdout.flush()
+
+    @staticmethod
+    def _process() -> str:
+        index = os.environ.get(INDEX_ENV)
+        return f" (worker process {index}, pid {os.getpid()})" if index else ""
 
     @staticmethod
     def _drained(queues) -> bool:
