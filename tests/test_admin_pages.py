@@ -40,12 +40,12 @@ class QueuesPageTests(AdminTestCase):
     def test_counts_by_state_and_nodes(self):
         for state in ("available", "available", "completed", "discarded"):
             make_job(MailWorker, state=state)
-        make_job(MailWorker, state="executing", attempted_by=["node-a", "p1"])
-        make_job(MailWorker, state="executing", attempted_by=["node-b", "p2"])
-        make_job(MailWorker, state="executing", attempted_by=["node-b", "p2"])
+        a = str(make_producer("mailers", "node-a", limit=5).uuid)
+        b = str(make_producer("mailers", "node-b", limit=7, paused=True).uuid)
+        make_job(MailWorker, state="executing", attempted_by=["node-a", a])
+        make_job(MailWorker, state="executing", attempted_by=["node-b", b])
+        make_job(MailWorker, state="executing", attempted_by=["node-b", b])
         make_job(ReportWorker, state="scheduled")
-        make_producer("mailers", "node-a", limit=5)
-        make_producer("mailers", "node-b", limit=7, paused=True)
         with self.assertNumQueries(5):  # session, user, and 3 for the page however many queues
             response = self.client.get(QUEUES)
         html = response.content.decode()
@@ -64,6 +64,17 @@ class QueuesPageTests(AdminTestCase):
         self.assertIn('jobs-count-scheduled"><a href="/admin/django_jobs/job/?queue=default'
                       '&amp;state=scheduled">1</a>', default)
         self.assertIn("No node runs this queue now.", default)
+
+    def test_worker_processes_of_one_node_each_count_their_own_jobs(self):
+        first = str(make_producer("mailers", "web-1", limit=4).uuid)
+        second = str(make_producer("mailers", "web-1", limit=4).uuid)
+        make_job(MailWorker, state="executing", attempted_by=["web-1", first])
+        for _ in range(3):
+            make_job(MailWorker, state="executing", attempted_by=["web-1", second])
+        html = self.client.get(QUEUES).content.decode()
+        rows = re.findall(r'data-node="web-1">(.*?)</tr>', html, re.S)
+        self.assertEqual(sorted(re.search(r"<td>web-1</td><td>(\d+)</td><td>4</td>", row)[1]
+                                for row in rows), ["1", "3"])
 
     def test_pause_resume_scale_reach_every_node(self):
         a = make_producer("mailers", "node-a", limit=5)

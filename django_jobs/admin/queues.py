@@ -69,13 +69,15 @@ def queue_rows() -> list[QueueRow]:
             n=Count("pk")):
         row(queue).counts[state] = n
     # Served by the partial index on executing jobs.
-    running = {(queue, node): n for queue, node, n in Job.objects.filter(
+    # Counted by producer (attempted_by[1]), not node name: the worker processes of one
+    # `runjobs --processes N` share their node's name, each with its own producers and limits.
+    running = {(queue, producer): n for queue, producer, n in Job.objects.filter(
         state=JobState.EXECUTING).order_by().values_list(
-        "queue", KT("attempted_by__0")).annotate(n=Count("pk"))}
+        "queue", KT("attempted_by__1")).annotate(n=Count("pk"))}
     for producer in Producer.objects.order_by("queue", "node"):
         row(producer.queue).nodes.append(NodeRow(
             producer.node, producer.limit, producer.paused,
-            running.get((producer.queue, producer.node), 0), producer.heartbeat_at))
+            running.get((producer.queue, str(producer.uuid)), 0), producer.heartbeat_at))
     return sorted(rows.values(), key=lambda r: r.name)
 
 

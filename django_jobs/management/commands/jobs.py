@@ -247,7 +247,8 @@ class Command(BaseCommand):
         if not counts:
             lines.append("(no jobs)")
         lines.append("")
-        lines.append("producers: node / queue / limit / paused / last heartbeat")
+        lines.append("producers (one per queue and worker process; limits are per process): "
+                     "node / queue / limit / paused / last heartbeat")
         for p in Producer.objects.order_by("queue", "node"):
             lines.append(f"  {p.node} / {p.queue} / {p.limit} / {'yes' if p.paused else 'no'}"
                          f" / {p.heartbeat_at:%H:%M:%S}")
