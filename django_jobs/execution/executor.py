@@ -89,7 +89,12 @@ def execute(running: Running, *, reraise: bool = False,
                 _log_and_stop(attempt, outcome, started, worker_class)
                 return outcome, None
             outcome = _interrupted(attempt, kind, running.timeout)
-        except Exception as exc:  # perform or a feature failed: record it, retry or discard
+        except BaseException as exc:  # every way out of perform counts
+            # perform or a feature failed: record it, retry or discard. SystemExit (a library
+            # calling sys.exit(), argparse in a wrapped CLI), KeyboardInterrupt and
+            # GeneratorExit from a job are failures of that job like any exception: counted,
+            # never a reason to put the job back (only the node's own shutdown does that,
+            # above), and never a way to stop the node.
             outcome = _error(attempt, exc, "".join(traceback.format_exception(exc)))
         outcome = _after(attempt, outcome, pipeline)
     finally:
@@ -279,6 +284,12 @@ def abandon_attempt(attempt: Attempt, reason: str) -> Outcome:
     not counted (:func:`put_back`); the ``after`` steps run with state None to tidy up."""
     outcome = put_back(attempt.job, timezone.now(), reason)
     return _after(attempt, outcome, features.pipeline(type(attempt.worker)))
+
+
+def failed(job, reason: str) -> Outcome:
+    """A failed attempt that no worker decided (the run itself broke): counted, retried with
+    the default backoff, or discarded when out of attempts; ``reason`` is recorded."""
+    return _failed(job, reason, None)
 
 
 def put_back(job, now, reason: str) -> Outcome:

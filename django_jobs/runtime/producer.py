@@ -22,7 +22,7 @@ from django.utils import timezone
 from ..engines import Engine
 from ..engines import wakeup
 from .acker import Acker
-from ..execution.executor import execute, put_back
+from ..execution.executor import execute, failed, put_back
 from ..execution.interrupt import JobCancelled, JobInterrupted, Running
 
 logger = logging.getLogger("django_jobs.producer")
@@ -161,9 +161,11 @@ class Producer:
             outcome, _ = execute(running)
         except JobInterrupted:  # delivered outside perform: treat as put back
             outcome = put_back(running.job, timezone.now(), "Interrupted outside perform.")
-        except BaseException:
+        except BaseException as exc:
+            # The executor never raises for what a job does; if it broke anyway, the attempt
+            # still counts (a put-back would run the job again and again, uncounted).
             logger.exception("executing job %s crashed", running.job.pk)
-            outcome = put_back(running.job, timezone.now(), "The executor crashed.")
+            outcome = failed(running.job, f"The executor crashed: {type(exc).__name__}: {exc}")
         self.acker.push(outcome)
         with self._lock:
             self.running.pop(running.job.pk, None)
