@@ -101,7 +101,7 @@ DJANGO_JOBS = {
     # Static cron entries (checked by `manage.py check`); the demo adds a dynamic one to the
     # cron table. "@reboot" runs once each time the cluster starts.
     "CRONTAB": [
-        ("@reboot", "example.workers.WarmCaches"),
+        ("@reboot", "example.workers.WarmCaches", {"name": "warm-caches"}),
         ("0 * * * *", "example.workers.ReportWorker",
          {"args": {"report": "hourly"}, "name": "hourly-report"}),
     ],

@@ -101,8 +101,11 @@ class Command(BaseCommand):
         alias = jobs_settings.DATABASE
         self.heading("1. Database")
         self.line(f"{connections[alias].vendor}: {connections[alias].settings_dict['NAME']}")
-        call_command("migrate", interactive=False, verbosity=0)
-        self.line("migrate: done")
+        out = io.StringIO()
+        call_command("migrate", interactive=False, verbosity=1, stdout=out)
+        applied = sum(1 for line in out.getvalue().splitlines() if "Applying" in line)
+        self.line(f"migrate: {applied} migration(s) applied" if applied
+                  else "migrate: already up to date")
 
     def clear(self) -> None:
         """Delete what an earlier demo run left: its jobs, and its mail files."""
@@ -285,12 +288,14 @@ class Command(BaseCommand):
                            f"completed; callbacks "
                   + (", ".join(f"{j.meta['batch_callback']} #{j.pk} {j.state}"
                                for j in callbacks.order_by("id")) or "none yet"))
-        order = Job.objects.filter(worker=AccountWebhook.worker_path, args__account_id=1,
-                                   state=JobState.COMPLETED).order_by("completed_at", "id")
+        order = list(Job.objects.filter(worker=AccountWebhook.worker_path, args__account_id=1,
+                                        state=JobState.COMPLETED).order_by("completed_at", "id"))
         self.line("chain", "account 1 ran " + " -> ".join(j.args["event"] for j in order))
+        self.chain_job = order[1].pk if len(order) > 1 else None
         texts = Job.objects.filter(worker=SMSWorker.worker_path)
-        chunks = Counter(job.attempted_by[2] if len(job.attempted_by or []) > 2 else job.pk
+        chunks = Counter(int(job.attempted_by[2]) if len(job.attempted_by or []) > 2 else job.pk
                          for job in texts)  # members name their leader third in attempted_by
+        self.chunk_leader = chunks.most_common(1)[0][0] if chunks else None
         self.line("chunks", f"{texts.filter(state='completed').count()} texts sent, "
                             f"{texts.filter(state='discarded').count()} refused, in "
                             f"{len(chunks)} gateway requests")
@@ -302,8 +307,9 @@ class Command(BaseCommand):
         flaky = Job.objects.filter(worker=FlakyWorker.worker_path).order_by("id")
         self.line("retries", ", ".join(f"FlakyWorker #{j.pk} {j.state} after {j.attempt} of "
                                        f"{j.max_attempts} attempts" for j in flaky))
-        failed = Job.objects.filter(worker__in=[ExportWorker.worker_path,
-                                                PartnerSync.worker_path]).order_by("id")
+        failed = list(Job.objects.filter(worker__in=[ExportWorker.worker_path,
+                                                     PartnerSync.worker_path]).order_by("id"))
+        self.failed_jobs = {job.worker: job.pk for job in failed}
         for job in failed:
             last = job.errors[-1]["error"].strip().splitlines()[-1] if job.errors else ""
             then = (f", next attempt {job.scheduled_at:%H:%M} UTC"
@@ -340,12 +346,30 @@ class Command(BaseCommand):
         self.line(f"     {manage} runserver")
         self.line(f"2. Open {base}/job/")
         self.line(f"   and log in as {login}")
-        self.line(f"   Failed jobs: {base}/job/?state=discarded")
-        self.line(f"   Batches:     {base}/batch/")
-        self.line(f"   Cron:        {base}/cronentry/")
-        self.line(f"   Queues:      {base}/job/queues/")
-        self.line("3. Keep a node running to see cron and retries go on:")
+        self.line("3. Then look at")
+        pages = [
+            ("a failed job and its tracebacks", self.job_url(
+                base, self.failed_jobs.get(ExportWorker.worker_path))),
+            ("a job waiting to retry", self.job_url(
+                base, self.failed_jobs.get(PartnerSync.worker_path))),
+            ("the batch and its callbacks", f"{base}/batch/"),
+            ("a job of a chain", self.job_url(base, self.chain_job)),
+            ("a chunk of texts",
+             self.chunk_leader and f"{base}/job/?q=chunk%3A{self.chunk_leader}"),
+            ("a recorded result", self.job_url(base, self.invoice.pk)),
+            ("the cron entries", f"{base}/cronentry/"),
+            ("the queues", f"{base}/job/queues/"),
+            ("the dashboard", f"{base}/job/dashboard/"),
+        ]
+        for what, url in pages:
+            if url:
+                self.line(f"     {what:<33}{url}")
+        self.line("4. Keep a node running to see cron and retries go on:")
         self.line(f"     {manage} runjobs")
+
+    @staticmethod
+    def job_url(base: str, pk: int | None) -> str | None:
+        return f"{base}/job/{pk}/change/" if pk else None
 
     @staticmethod
     def mail_dir() -> Path | None:
