@@ -3,8 +3,9 @@ see it all in the admin.
 
 The steps are methods of :class:`Command`, each readable on its own: ``migrate``, ``enqueue``,
 ``run_jobs`` (``runjobs --stop-when-empty`` in this process, its progress on one line and its
-log in a file), ``summary`` and ``admin_access`` (a superuser created on the first run, and the
-``runserver`` command to type). Nothing asks for input; the run is bounded by ``--time-limit``.
+log in a file), ``summary`` and ``highlights``, and ``admin_access`` (a superuser created on
+the first run, and the ``runserver`` command to type). Nothing asks for input; the run is
+bounded by ``--time-limit``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Command(BaseCommand):
         self.enqueue()
         self.run_jobs(time_limit)
         self.summary()
+        self.highlights()
         self.admin_access()
 
     # -- steps ------------------------------------------------------------------------------
@@ -276,8 +278,10 @@ class Command(BaseCommand):
                 for name, c in counts.items()]
         rows.append(["total", "", *(sum(c[s] for c in counts.values()) for s in states)])
         self.table(["worker", "shows", *states], rows)
-        self.stdout.write("")
 
+    def highlights(self) -> None:
+        """One line per feature whose outcome the table does not show."""
+        self.stdout.write("")
         total = fetch_recorded(Job.objects.get(pk=self.invoice.pk))
         self.line("recorded", f"invoice #{self.invoice.pk}: {self.short(total, 70)}")
         stored = Job.objects.filter(pk=self.payout.pk).values_list("args", flat=True).get()
@@ -299,11 +303,12 @@ class Command(BaseCommand):
         self.line("chunks", f"{texts.filter(state='completed').count()} texts sent, "
                             f"{texts.filter(state='discarded').count()} refused, in "
                             f"{len(chunks)} gateway requests")
-        reboot = Job.objects.filter(meta__cron=True, worker__startswith=DEMO_PREFIX).first()
+        reboot = Job.objects.filter(meta__cron_name="warm-caches").order_by("-id").first()
         nxt = self.cron_entry.next_run()
         self.line("cron", (f"@reboot job #{reboot.pk} {reboot.state}" if reboot else
                            "no @reboot job (the cluster had not stopped for a minute)")
-                  + f"; {self.cron_entry.name} next runs {nxt:%Y-%m-%d %H:%M} UTC")
+                  + f"; {self.cron_entry.name} next runs "
+                  + (f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "never or at cluster start"))
         flaky = Job.objects.filter(worker=FlakyWorker.worker_path).order_by("id")
         self.line("retries", ", ".join(f"FlakyWorker #{j.pk} {j.state} after {j.attempt} of "
                                        f"{j.max_attempts} attempts" for j in flaky))
