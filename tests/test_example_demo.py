@@ -14,7 +14,9 @@ import re
 import sqlite3
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import SimpleTestCase
 
@@ -32,9 +34,10 @@ class DemoCommandTests(SimpleTestCase):
         self.tmp = Path(tmp.name)
         self.db = self.tmp / "demo.sqlite3"
 
-    def demo(self) -> str:
+    def demo(self, database_url: str | None = None) -> str:
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        env.update(DATABASE_URL=f"sqlite:///{self.db}", VAR_DIR=str(self.tmp / "var"),
+        env.update(DATABASE_URL=database_url or f"sqlite:///{self.db}",
+                   VAR_DIR=str(self.tmp / "var"),
                    PYTHONPATH=os.pathsep.join(p for p in [str(REPO),
                                                           os.environ.get("PYTHONPATH")] if p),
                    PYTHONUNBUFFERED="1")
@@ -109,3 +112,45 @@ class DemoCommandTests(SimpleTestCase):
         self.assertEqual(self.rows("SELECT password FROM auth_user WHERE username = 'demo'"),
                          [(encoded,)])
         self.assertRegex(again, r"deleted \d+ job\(s\) left by an earlier demo run")
+
+    def test_demo_on_postgresql(self):
+        """When the suite runs on PostgreSQL, the demo runs on a database of its own there."""
+        database = settings.DATABASES["default"]
+        if not database["ENGINE"].endswith("postgresql"):
+            self.skipTest("the suite runs on SQLite (DATABASE_URL=postgres://... for this one)")
+        import psycopg
+
+        name = f"django_jobs_demo_{os.getpid()}"
+        server = {"host": database["HOST"] or None, "port": database["PORT"] or None,
+                  "user": database["USER"] or None, "password": database["PASSWORD"] or None}
+        with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        self.addCleanup(self.drop_database, name, server)
+        url = (f"postgres://{quote(database['USER'] or '')}:{quote(database['PASSWORD'] or '')}@"
+               f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{name}")
+
+        out = self.demo(url)
+
+        self.assertIn("== 1. Database ==\n  postgresql: ", out)
+        self.assertRegex(out, r"\n  (\d+)/\1 jobs done \(")
+        self.assertRegex(out, r"batch      10 of 10 completed; callbacks handle_completed "
+                              r"#\d+ completed, handle_exhausted #\d+ completed")
+        password = PASSWORD.search(out)
+        self.assertIsNotNone(password, out)
+        with psycopg.connect(dbname=name, **server) as db:
+            [(encoded,)] = db.execute("SELECT password FROM auth_user WHERE username = 'demo' "
+                                      "AND is_superuser").fetchall()
+            states = dict(db.execute("SELECT worker, state FROM django_jobs_job WHERE worker "
+                                     "IN ('example.workers.ExportWorker', "
+                                     "'example.workers.PartnerSync')").fetchall())
+        self.assertTrue(PBKDF2PasswordHasher().verify(password[1], encoded))
+        self.assertEqual(states, {"example.workers.ExportWorker": "discarded",
+                                  "example.workers.PartnerSync": "retryable"})
+
+    @staticmethod
+    def drop_database(name: str, server: dict) -> None:
+        import psycopg
+
+        with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
