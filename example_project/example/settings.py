@@ -3,8 +3,19 @@
 With no environment at all it runs on a SQLite file next to ``manage.py``. Set
 ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/example`` (any URL django-environ reads) to
 run it on PostgreSQL instead. A ``.env`` file beside ``manage.py`` is read if present.
+
+| Variable | Default |
+| --- | --- |
+| ``DATABASE_URL`` | ``sqlite:///example_project/db.sqlite3`` |
+| ``SECRET_KEY`` | a fixed key, for this example only |
+| ``DEBUG`` | ``true`` |
+| ``ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` |
+| ``JOBS_ENCRYPTION_KEYS`` | a fixed key, for this example only (comma-separated, newest first) |
+| ``EMAIL_BACKEND`` | files in ``EMAIL_FILE_PATH``: ``VAR_DIR/mail/`` |
+| ``VAR_DIR`` | ``example_project/var/`` (git ignores it): mail, the demo's log |
 """
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import environ
@@ -87,6 +98,13 @@ DJANGO_JOBS = {
     # The default is for this example only; production reads real keys from the environment.
     "ENCRYPTION_KEYS": env.list("JOBS_ENCRYPTION_KEYS",
                                 default=["ZXhhbXBsZS1wcm9qZWN0LWtleS1kby1ub3QtdXNlISE="]),
+    # Static cron entries (checked by `manage.py check`); the demo adds a dynamic one to the
+    # cron table. "@reboot" runs once each time the cluster starts.
+    "CRONTAB": [
+        ("@reboot", "example.workers.WarmCaches", {"name": "warm-caches"}),
+        ("0 * * * *", "example.workers.ReportWorker",
+         {"args": {"report": "hourly"}, "name": "hourly-report"}),
+    ],
 }
 
 # -- The rest -----------------------------------------------------------------------------
@@ -98,6 +116,22 @@ USE_I18N = True
 
 STATIC_URL = "static/"
 
-# Mail sent by the demo workers is printed, not delivered.
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Mail sent by the workers is written to files, one a message, not delivered.
+VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = "demo@example.com"
+
+# -- django.tasks -----------------------------------------------------------------------------
+
+
+def jobs_tasks_backend_available() -> bool:
+    """True when ``@task`` functions can run on django_jobs: a ``django.tasks`` (Django 6.0+)
+    or the ``django_tasks`` backport is importable, and django_jobs has its backend."""
+    has_tasks = any(find_spec(name) is not None for name in ("django.tasks", "django_tasks"))
+    return has_tasks and find_spec("django_jobs.tasks") is not None
+
+
+if jobs_tasks_backend_available():
+    # example/tasks.py defines its @task function only when this is set.
+    TASKS = {"default": {"BACKEND": "django_jobs.tasks.JobsBackend"}}

@@ -11,7 +11,8 @@ from decimal import Decimal
 from django.core.mail import send_mail
 from django.db.models import Count
 
-from django_jobs import BatchWorker, Cancel, ChunkDiscard, ChunkWorker, Worker, batch_status
+from django_jobs import (BatchWorker, Cancel, ChunkDiscard, ChunkWorker, Snooze, Worker,
+                         batch_status)
 from django_jobs.models import Job
 from django_jobs.pro import structured as s
 
@@ -80,7 +81,57 @@ class FlakyWorker(Worker):
         return "ok"
 
     def backoff(self, job):
-        return 2 * job.attempt  # seconds: quick retries for the demo
+        return job.attempt  # seconds: quick retries for the demo
+
+
+class ExportWorker(Worker):
+    """Always fails: the export server it calls does not exist. After ``max_attempts`` failed
+    attempts the job is discarded; each attempt's traceback stays on the job (the admin's job
+    page lists them), and a retry from the admin gives it one more attempt."""
+
+    max_attempts = 2
+    tags = ["export"]
+
+    def perform(self, job):
+        raise ConnectionError(f"export server {job.args['server']} is unreachable")
+
+    def backoff(self, job):
+        return 1
+
+
+class PartnerSync(Worker):
+    """Fails its first attempt and backs off for ten minutes: the job stays ``retryable``,
+    with the traceback of its failed attempt, until then (or until "Run now" in the admin)."""
+
+    max_attempts = 3
+    tags = ["partner"]
+
+    def perform(self, job):
+        if job.attempt == 1:
+            raise TimeoutError(f"partner {job.args['partner']} did not answer in time")
+        return {"synced": job.args["partner"]}
+
+    def backoff(self, job):
+        return 600
+
+
+class RateLimitedFetch(Worker):
+    """Snoozes while a (pretend) rate limit is hit: ``Snooze(1)`` puts the job back for a
+    second without counting a failure; ``meta["snoozed"]`` counts the snoozes."""
+
+    tags = ["snooze"]
+
+    def perform(self, job):
+        if job.meta.get("snoozed", 0) < job.args.get("snoozes", 2):
+            return Snooze(1)
+        return "fetched"
+
+
+class WarmCaches(Worker):
+    """Run by the ``@reboot`` cron entry of the settings: once each time the cluster starts."""
+
+    def perform(self, job):
+        logger.info("caches warmed (cron entry %s)", job.meta.get("cron_name"))
 
 
 class Audit:
