@@ -222,6 +222,15 @@ class PaginatorTests(TestCase):
 
 
 class DetailTests(AdminTestCase):
+    def test_times_to_come_read_as_times_to_come(self):
+        later = timezone.now() + datetime.timedelta(minutes=10, seconds=30)
+        job = make_job(MailWorker, state="retryable", scheduled_at=later)
+        html = self.client.get(change_url(job)).content.decode()
+        scheduled = re.search(r"<dt>Scheduled</dt><dd>(.*?)</dd>", html, re.S)[1]
+        self.assertIn("(in 10\xa0minutes)", scheduled)
+        inserted = re.search(r"<dt>Inserted</dt><dd>(.*?)</dd>", html, re.S)[1]
+        self.assertIn("\xa0minutes ago)", inserted)
+
     def test_everything_about_a_failed_job(self):
         job = make_job(MailWorker, {"email": "ada@example.com"}, state="retryable",
                        meta={"trace": "abc"}, tags=["vip"])

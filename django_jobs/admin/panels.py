@@ -23,6 +23,7 @@ from typing import Any
 
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
 
 from ..models import Batch, Job, JobState
 from ..registry import resolve_worker
@@ -81,6 +82,13 @@ def panels_for(request, job) -> list[RenderedPanel]:
     return shown
 
 
+def relative(value: datetime.datetime, now: datetime.datetime) -> str:
+    """How far ``value`` is from ``now``, either way: "3 minutes ago" or "in 10 minutes"."""
+    if value > now:
+        return f"in {timeuntil(value, now)}"
+    return f"{timesince(value, now)} ago"
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
@@ -95,7 +103,8 @@ def _summary(request, job) -> dict[str, Any]:
         ran_for = (job.finished_at - job.attempted_at).total_seconds()
     elif job.attempted_at and job.state == "executing":
         ran_for = (timezone.now() - job.attempted_at).total_seconds()
-    timings = [(label, value) for label, value in (
+    now = timezone.now()
+    timings = [(label, value, relative(value, now)) for label, value in (
         ("Inserted", job.inserted_at), ("Scheduled", job.scheduled_at),
         ("Attempted", job.attempted_at), ("Completed", job.completed_at),
         ("Cancelled", job.cancelled_at), ("Discarded", job.discarded_at)) if value]
