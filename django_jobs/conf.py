@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     # Worker processes of one runjobs (an integer, or "auto": one per core); queue limits are
     # per process.
     "PROCESSES": 1,
+    # Job processes of workers with executor = "process", per runjobs process: how many at
+    # most (None: one per core) and how many attempts each runs before it is replaced.
+    "PROCESS_POOL": {"size": None, "max_jobs": 100},
     # Seconds running jobs get to finish when runjobs is stopped (SIGTERM/SIGINT).
     "GRACE_PERIOD": 15.0,
     # Seconds without a producer heartbeat after which the lifeline rescues its jobs.

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from . import features, registry
 from .registry import worker_class
 from .build import build_job, class_defaults
+from .exceptions import ConfigurationError
 from .execution.executor import default_backoff
 from .insertion import insert
 from .models.job import Job
@@ -54,6 +55,11 @@ class Worker:
     #: (:mod:`django_jobs.pro.hooks`).
     hooks: ClassVar[Sequence[type]] = ()
 
+    #: Where each attempt runs: ``"thread"`` (a thread of the node) or ``"process"`` (a job
+    #: process of the node's pool, which a timeout, a cancel or a forced deadline can kill
+    #: even while it is blocked in C; :mod:`django_jobs.runtime.process_pool`).
+    executor: ClassVar[str] = "thread"
+
     #: Dotted path stored in ``Job.worker``; set for each subclass.
     worker_path: ClassVar[str]
     #: Validated class options, merged under per-job options by ``new()``.
@@ -62,6 +68,9 @@ class Worker:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.worker_path = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.executor not in ("thread", "process"):
+            raise ConfigurationError(f"{cls.worker_path}: executor must be 'thread' or "
+                                     f"'process', not {cls.executor!r}")
         cls._defaults = class_defaults(cls)
         registry.register(cls)
         try:

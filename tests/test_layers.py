@@ -37,6 +37,9 @@ LOCAL_IMPORTS = {
     ("runtime.node", "runtime.notifier"),
     # apps.py is imported before the models are ready.
     ("apps", "checks"), ("apps", "conf"), ("apps", "plugins"), ("apps", "pro"),
+    # A job process sets Django up before it imports anything that needs the models.
+    ("runtime.child", "execution.executor"), ("runtime.child", "execution.interrupt"),
+    ("runtime.child", "runtime.wire"),
     # pytest loads its plugins before Django is set up.
     ("pytest_plugin", "testing"), ("pytest_plugin", "__init__"),
 }

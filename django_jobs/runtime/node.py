@@ -35,6 +35,7 @@ from ..models import Job, JobState, Producer as ProducerRow
 from ..plugins.base import connected_plugins
 from ..plugins.cron import parse_crontab
 from .acker import Acker
+from .process_pool import ProcessPool, process_pool_options
 from .producer import Producer
 
 logger = logging.getLogger("django_jobs.node")
@@ -60,9 +61,12 @@ class Node:
         if poll_interval is None:
             poll_interval = 1.0 if self.engine.has_listen_notify else 0.2
         self.acker = Acker(self.engine)
+        #: Job processes of the workers with ``executor = "process"`` (started on first use).
+        self.process_pool = ProcessPool(**process_pool_options())
         self.producers = {
             queue: Producer(engine=self.engine, node=self.name, queue=queue, limit=limit,
-                            acker=self.acker, poll_interval=poll_interval)
+                            acker=self.acker, poll_interval=poll_interval,
+                            process_pool=self.process_pool)
             for queue, limit in queues.items()
         }
         #: Whether this node may lead (and so run the plugins).
@@ -143,6 +147,7 @@ class Node:
                 self.acker.push(put_back(running.job, now, "Interrupted: the node shut down "
                                          "before the job finished."))
             producer.shutdown_pool()
+        self.process_pool.close()
         self.acker.stop(30)
         if self.notifier:
             self.notifier.stop()

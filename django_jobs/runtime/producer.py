@@ -22,6 +22,7 @@ from django.utils import timezone
 from ..engines import Engine
 from ..engines import wakeup
 from .acker import Acker
+from .process_pool import ProcessPool, runs_in_process
 from ..execution.executor import execute, failed, put_back
 from ..execution.interrupt import JobCancelled, JobInterrupted, Running
 
@@ -38,7 +39,7 @@ class Producer:
     coalesce = 0.001
 
     def __init__(self, *, engine: Engine, node: str, queue: str, limit: int, acker: Acker,
-                 poll_interval: float) -> None:
+                 poll_interval: float, process_pool: ProcessPool | None = None) -> None:
         self.engine = engine
         self.node = node
         self.queue = queue
@@ -46,6 +47,7 @@ class Producer:
         self.paused = False
         self.acker = acker
         self.poll_interval = poll_interval
+        self.process_pool = process_pool
         self.uuid = uuid.uuid4()
         self.started_at = timezone.now()
         self.running: dict[int, Running] = {}
@@ -158,7 +160,10 @@ class Producer:
 
     def _execute(self, running: Running, pool: ThreadPoolExecutor) -> None:
         try:
-            outcome, _ = execute(running)
+            if self.process_pool is not None and runs_in_process(running.job):
+                outcome = self.process_pool.run(running)
+            else:
+                outcome, _ = execute(running)
         except JobInterrupted:  # delivered outside perform: treat as put back
             outcome = put_back(running.job, timezone.now(), "Interrupted outside perform.")
         except BaseException as exc:
