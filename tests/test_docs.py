@@ -414,6 +414,20 @@ class DocsSamplesTests(TransactionTestCase):
                 self.assertTrue(hasattr(self, f"test_page_{page.slug}"), page.path)
 
 
+class ReferenceTests(TransactionTestCase):
+    """Reference pages that must follow the code, beyond their samples."""
+
+    def test_settings_page_lists_every_key_with_its_default(self):
+        from django_jobs.conf import DEFAULTS
+
+        text = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+        rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `([^|]+)` \|", text, re.MULTILINE))
+        self.assertEqual(set(rows), set(DEFAULTS), "docs/settings.md's table of keys")
+        for key, shown in rows.items():
+            self.assertEqual(ast.literal_eval(shown), DEFAULTS[key],
+                             f"docs/settings.md shows the default of {key} as {shown}")
+
+
 def _page_test(page: Page):
     def test(self):
         ran = run_page(page)
