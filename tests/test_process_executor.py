@@ -11,11 +11,13 @@ from django.db import connection
 from django.test import SimpleTestCase, TransactionTestCase
 
 import django_jobs
-from django_jobs import ConfigurationError, Worker, fetch_recorded
+from django_jobs import ConfigurationError, Worker, fetch_recorded, insert_all
 from django_jobs.models import Job, JobState
+from django_jobs.pro.chunk import chunk_of
 from django_jobs.pro.encrypted import SEALED
 
-from .process_workers import EFFECT_DDL, EFFECT_TABLE, InProcess, SealedInProcess
+from .process_workers import (EFFECT_DDL, EFFECT_TABLE, BatchInProcess, ChainInProcess,
+                              ChunkInProcess, HookedInProcess, InProcess, SealedInProcess)
 from .pro_workers import digest
 from .processes import RunjobsMixin
 from .waits import wait_until
@@ -53,9 +55,14 @@ class ProcessExecutorTests(RunjobsMixin, TransactionTestCase):
             cursor.execute(f"DROP TABLE {EFFECT_TABLE}")
 
     def effects(self) -> dict[int, tuple[int, int]]:
+        """Job id -> (pid, parent pid) of the process that performed it."""
+        return {job_id: (pid, node) for job_id, pid, node, event in self.events()
+                if event == "perform"}
+
+    def events(self) -> list[tuple[int, int, int, str]]:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT job_id, pid, node_pid FROM {EFFECT_TABLE}")
-            return {job_id: (pid, node) for job_id, pid, node in cursor.fetchall()}
+            cursor.execute(f"SELECT job_id, pid, node_pid, event FROM {EFFECT_TABLE}")
+            return list(cursor.fetchall())
 
     def start(self, *args: str):
         self.node = self.start_runjobs("procs", "--queue", "procs=3", *args)
@@ -130,6 +137,55 @@ class ProcessExecutorTests(RunjobsMixin, TransactionTestCase):
         done = self.wait_state(job, JobState.COMPLETED)
         self.assertEqual(set(done.args), {SEALED})
         self.assertEqual(fetch_recorded(done)["sha256"], digest("s3cret"))
+
+    def test_hooks_run_in_the_job_process(self):
+        self.start()
+        job = HookedInProcess.enqueue({})
+        self.wait_state(job, JobState.COMPLETED)
+        events = [(pid, event) for job_id, pid, _, event in self.events() if job_id == job.pk]
+        self.assertEqual([event for _, event in events],
+                         ["before_process", "perform", "after_process:complete"])
+        self.assertEqual(len({pid for pid, _ in events}), 1)
+        self.assertNotEqual(events[0][0], self.node.pid)
+
+    def test_a_chain_of_process_jobs_runs_in_order(self):
+        self.start()
+        jobs = insert_all([ChainInProcess.new({"chain": "a", "sleep": 0.2, "n": i})
+                           for i in range(4)])
+        for job in jobs:
+            self.wait_state(job, JobState.COMPLETED)
+        order = [(job_id, event) for job_id, _, _, event in self.events()]
+        expected = [(job.pk, event) for job in jobs for event in ("start", "end")]
+        self.assertEqual(order, expected)
+
+    def test_a_batch_of_process_jobs_fires_its_callback_once(self):
+        self.start()
+        members = insert_all(BatchInProcess.new_batch([{"n": i} for i in range(5)]))
+        for job in members:
+            self.wait_state(job, JobState.COMPLETED)
+        wait_until(lambda: [e for e in self.events() if e[3] == "handle_completed"], TIMEOUT,
+                   what="handle_completed ran", describe=lambda: self.runjobs_report(""))
+        time.sleep(1)  # a second callback would show up by now
+        callbacks = [e for e in self.events() if e[3] == "handle_completed"]
+        self.assertEqual(len(callbacks), 1)
+        self.assertNotEqual(callbacks[0][1], self.node.pid)
+
+    def test_a_chunk_gathers_its_members_in_the_job_process(self):
+        jobs = insert_all([ChunkInProcess.new({"n": i}) for i in range(5)])
+        self.start()
+        for job in jobs:
+            self.wait_state(job, JobState.COMPLETED)
+        events = [e for e in self.events() if e[3].startswith("chunk:")]
+        # Each job processed once, in chunks gathered by leaders running in job processes
+        # (the queue's limit lets several leaders gather at once).
+        self.assertEqual(sorted(e[0] for e in events), sorted(job.pk for job in jobs))
+        by_leader: dict[int, list[str]] = {}
+        for job_id, _, parent, event in events:
+            self.assertEqual(parent, self.node.pid)
+            job = Job.objects.get(pk=job_id)
+            by_leader.setdefault(chunk_of(job) or job.pk, []).append(event)
+        for chunk in by_leader.values():
+            self.assertTrue(all(event == f"chunk:{len(chunk)}" for event in chunk), chunk)
 
     def test_sigterm_puts_back_a_job_blocked_in_c_and_the_node_exits(self):
         self.start("--grace", "1")
