@@ -36,12 +36,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.core import checks
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 from .build import validate_max_attempts, validate_queue, validate_tags
+from .conf import jobs_settings
 from .durations import to_seconds
 from .engines import get_engine
 from .exceptions import InvalidJobError, JobsError
@@ -410,6 +412,20 @@ class JobsBackend(BaseTaskBackend):
             self.job_options = parse_options(self.options, f"TASKS[{alias!r}]['OPTIONS']")
         except InvalidJobError as exc:
             raise InvalidTaskBackend(str(exc)) from None
+
+    def check(self, **kwargs: Any) -> list:
+        """``django_jobs.W101``: a queue of the backend that ``DJANGO_JOBS["QUEUES"]`` does
+        not run (its tasks would wait for a ``runjobs --queue`` that names it)."""
+        served = jobs_settings.QUEUES if isinstance(jobs_settings.QUEUES, dict) else {}
+        missing = sorted(queue for queue in self.queues if queue not in served)
+        if not missing:
+            return []
+        return [checks.Warning(
+            f"TASKS[{self.alias!r}]['QUEUES'] lists {', '.join(map(repr, missing))}, which "
+            f"DJANGO_JOBS['QUEUES'] does not run.",
+            hint="Add each to DJANGO_JOBS['QUEUES'] (queue -> limit), or start runjobs with "
+                 "--queue NAME=LIMIT on the nodes that should run it.",
+            id="django_jobs.W101")]
 
     def validate_task(self, task: Task) -> None:
         """Django's checks, plus what a ``runjobs`` process needs: an importable module, a

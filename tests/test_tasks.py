@@ -246,6 +246,15 @@ class ValidationTests(TestCase):
         with self.assertRaisesMessage(jobs_tasks.InvalidTask, "below @task"):
             jobs_tasks.task_options(max_attempts=3)(tf.add)
 
+    def test_queues_that_runjobs_does_not_run_are_reported(self):
+        self.assertEqual(tf.add.get_backend().check(), [])
+        settings = {"default": {"BACKEND": "django_jobs.tasks.JobsBackend",
+                                "QUEUES": ["default", "reports"]}}
+        with override_settings(TASKS=settings):
+            [warning] = tf.add.get_backend().check()
+        self.assertEqual(warning.id, "django_jobs.W101")
+        self.assertIn("lists 'reports', which DJANGO_JOBS['QUEUES'] does not run", warning.msg)
+
     def test_backend_options(self):
         settings = {"default": {"BACKEND": "django_jobs.tasks.JobsBackend",
                                 "OPTIONS": {"max_atempts": 3}}}
@@ -312,8 +321,11 @@ class ResultTests(JobsTestMixin, TestCase):
             _ = failed.return_value
 
     def test_cancelled_is_failed(self):
+        signals = Signals(self)
         result = tf.add.enqueue(1, 1)
-        control.cancel_job(job_of(result))
+        with self.captureOnCommitCallbacks(execute=True):
+            control.cancel_job(job_of(result))
+        self.assertEqual(signals.of("finished"), [(result.id, "FAILED")])
         cancelled = tf.add.get_result(result.id)
         self.assertEqual(cancelled.status, "FAILED")
         self.assertEqual(cancelled.finished_at, job_of(result).cancelled_at)
