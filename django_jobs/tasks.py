@@ -96,6 +96,10 @@ STATUS = {
     JobState.CANCELLED: TaskResultStatus.FAILED,
 }
 
+#: Django's task signals, by name (for log messages).
+SIGNAL_NAMES = {task_enqueued: "task_enqueued", task_started: "task_started",
+                task_finished: "task_finished"}
+
 #: The attribute :func:`task_options` sets on a task function.
 OPTIONS_ATTRIBUTE = "django_jobs_options"
 
@@ -284,8 +288,9 @@ def _send(signal: Any, result: TaskResult) -> None:
         sender = JobsBackend
     for receiver, response in signal.send_robust(sender, task_result=result):
         if isinstance(response, Exception):
-            logger.error("%s receiver %r failed: %r", signal, receiver, response,
-                         exc_info=response)
+            name = SIGNAL_NAMES.get(signal, "task signal")
+            logger.error("%s receiver %r failed for task %s: %r", name, receiver, result.id,
+                         response, exc_info=response)
 
 
 class TaskWorker(Worker):
@@ -297,6 +302,11 @@ class TaskWorker(Worker):
 
     #: Marks the workers :class:`TaskFeature` applies to.
     runs_tasks = True
+    #: What :meth:`begin` returned for this attempt (set by :class:`TaskFeature` before
+    #: ``perform``, in the thread that runs the job, also for async tasks).
+    prepared: tuple[Task, list, dict] | None = None
+    #: The recorded return value's meta keys, once :meth:`finish` encoded it.
+    result_meta: dict | None = None
 
     def timeout(self, job: Job) -> float | None:
         return _info(job).get("timeout")
@@ -304,12 +314,6 @@ class TaskWorker(Worker):
     def backoff(self, job: Job) -> float:
         seconds = _info(job).get("backoff")
         return super().backoff(job) if seconds is None else seconds
-
-    #: What :meth:`begin` returned for this attempt (set by :class:`TaskFeature` before
-    #: ``perform``, in the thread that runs the job, also for async tasks).
-    prepared: tuple[Task, list, dict] | None = None
-    #: The recorded return value's meta keys, once :meth:`finish` encoded it.
-    result_meta: dict | None = None
 
     def begin(self, job: Job) -> tuple[Task, list, dict]:
         """Load the task, send ``task_started``; return the task and the call's arguments."""
