@@ -62,3 +62,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 #: The key of the encrypted-args tests (bytes 0..31, base64); tests/pro_workers.py has it too.
 JOBS_TEST_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 DJANGO_JOBS = {"QUEUES": {"default": 10, "mailers": 5}, "ENCRYPTION_KEYS": [JOBS_TEST_KEY]}
+
+# The django.tasks backend (tests/test_tasks.py): Django 6's django.tasks, or the django-tasks
+# backport on Django 5.2 when it is installed; without either there is no TASKS setting and
+# those tests skip.
+try:
+    import django.tasks  # noqa: F401
+except ImportError:
+    try:
+        import django_tasks  # noqa: F401
+    except ImportError:
+        TASKS_MODULE = None
+    else:
+        TASKS_MODULE = "django_tasks"
+        INSTALLED_APPS.append("django_tasks")
+else:
+    TASKS_MODULE = "django.tasks"
+if TASKS_MODULE:
+    TASKS = {"default": {"BACKEND": "django_jobs.tasks.JobsBackend",
+                         "QUEUES": ["default", "mailers"],
+                         "OPTIONS": {"max_attempts": 3}}}

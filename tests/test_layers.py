@@ -28,7 +28,7 @@ LAYERS = [
     ("job features and plugins", ["pro", "plugins"]),
     ("runtime", ["runtime"]),
     ("surfaces", ["control", "testing", "pytest_plugin", "admin", "management", "checks",
-                  "apps", "__init__"]),
+                  "tasks", "apps", "__init__"]),
 ]
 
 #: The only imports allowed inside functions, each with the reason it cannot be at the top.

@@ -22,7 +22,7 @@ from ..models import Job, JobState
 from ..pro.encrypted import SEALED, is_sealed
 from . import dashboard, filters, queues
 from .paginator import EstimatedCountPaginator
-from .panels import panels_for
+from .panels import panels_for, task_path
 from .search import SearchError, search_q
 
 #: The time column of each state: when it will run, when it started, or when it ended.
@@ -105,8 +105,8 @@ class JobAdmin(JobActions, admin.ModelAdmin):
                    filters.TimeFilter]
     # The search box is ours (get_search_results); a field here only makes Django show it.
     search_fields = ["worker"]
-    search_help_text = ("Words match the worker; numbers the id. Also args.path:value, "
-                        "meta.path:value, worker:, queue:, tag:, state:, node:, chunk:.")
+    search_help_text = ("Words match the worker or task; numbers the id. Also args.path:value, "
+                        "meta.path:value, worker:, task:, queue:, tag:, state:, node:, chunk:.")
     actions = ["retry_jobs", "cancel_jobs", "run_jobs_now", "delete_jobs"]
     list_per_page = 50
     paginator = EstimatedCountPaginator
@@ -119,6 +119,10 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="worker", ordering="worker")
     def worker_name(self, job):
+        task = task_path(job)
+        if task is not None:  # a django.tasks task: its function, not the generic worker
+            return format_html('<span title="task {} ({})">{} <small>task</small></span>',
+                               task, job.worker, task.rpartition(".")[2] or task)
         name = job.worker.rpartition(".")[2]
         return format_html('<span title="{}">{}</span>', job.worker, name or job.worker)
 
@@ -225,7 +229,8 @@ class JobAdmin(JobActions, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             **self.page_links(request),
             "title": f"Job {job.pk}",
-            "subtitle": job.worker,
+            "subtitle": (f"task {task_path(job)} ({job.worker})" if task_path(job)
+                         else job.worker),
             "opts": self.opts,
             "original": job,
             "job": job,

@@ -95,6 +95,16 @@ def pretty_json(value: Any) -> str:
 
 # -- the built-in panels ---------------------------------------------------------------------
 
+def task_path(job) -> str | None:
+    """The dotted path of the ``django.tasks`` task a job runs (the workers of
+    django_jobs.tasks keep it in ``meta["task"]``), or None for any other job."""
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    task = meta.get("task")
+    if isinstance(task, str) and job.worker.startswith("django_jobs.tasks."):
+        return task
+    return None
+
+
 def _summary(request, job) -> dict[str, Any]:
     node = job.attempted_by[0] if isinstance(job.attempted_by, list) and job.attempted_by \
         else None
@@ -110,7 +120,8 @@ def _summary(request, job) -> dict[str, Any]:
         ("Cancelled", job.cancelled_at), ("Discarded", job.discarded_at)) if value]
     producer = job.attempted_by[1] if isinstance(job.attempted_by, list) and \
         len(job.attempted_by) > 1 else None
-    return {"node": node, "producer": producer, "ran_for": ran_for, "timings": timings}
+    return {"node": node, "producer": producer, "ran_for": ran_for, "timings": timings,
+            "task": task_path(job)}
 
 
 def _args(request, job):

@@ -1,10 +1,12 @@
 """The job browser's search box: ``args.path:value``, ``meta.path:value``, ``worker:``,
-``queue:``, ``tag:``, ``state:``, ``node:``, ``chunk:``, plain ids and plain words.
+``task:``, ``queue:``, ``tag:``, ``state:``, ``node:``, ``chunk:``, plain ids and plain words.
 
 Terms are separated by spaces and all must match (AND); quote a value with spaces
 (``args.name:"Ada Lovelace"``). A plain word matches the worker path (case-insensitive
-substring); a plain number matches the id. Values of ``args.``/``meta.`` terms are read as JSON
-when they parse (``args.n:5`` matches the number 5 and the string "5"), as text otherwise.
+substring) or the dotted path of a ``django.tasks`` task (``meta["task"]`` of the jobs of
+django_jobs.tasks); a plain number matches the id. Values of ``args.``/``meta.`` terms are
+read as JSON when they parse (``args.n:5`` matches the number 5 and the string "5"), as text
+otherwise.
 ``chunk:ID`` matches the chunk led by job ID: the leader and the members that last ran in it.
 """
 
@@ -21,6 +23,7 @@ from django.db.models.expressions import RawSQL
 #: Field prefixes a term may name, and the lookup each becomes.
 FIELD_LOOKUPS = {
     "worker": "worker__icontains",
+    "task": "meta__task__icontains",
     "queue": "queue",
     "state": "state",
     "tag": "tags__contains",
@@ -85,7 +88,7 @@ def term_q(term: str) -> Q:
         return Q(**{FIELD_LOOKUPS[key]: value})
     if term.isdigit():
         return Q(pk=int(term))
-    return Q(worker__icontains=term)
+    return Q(worker__icontains=term) | Q(meta__task__icontains=term)
 
 
 def search_q(text: str) -> Q:

@@ -70,13 +70,20 @@ class Recorded(Feature):
     def after(self, attempt: Attempt, config: int) -> None:
         if attempt.state != "complete" or attempt.result is None:
             return
-        try:
-            packed = terms.pack(attempt.result)
-        except terms.TermError as exc:
-            raise terms.TermError(f"the result of {attempt.job.worker} cannot be recorded: "
-                                  f"{exc}") from None
-        size = terms.packed_size(packed)
-        if size > config:
-            raise ResultTooLarge(f"the result of {attempt.job.worker} is {size:,} bytes after "
-                                 f"compression, over its recorded limit of {config:,} bytes")
-        attempt.write_meta(recorded=True, **{"return": packed})
+        attempt.write_meta(**recorded_meta(attempt.result, config, attempt.job.worker))
+
+
+def recorded_meta(value: Any, limit: int = DEFAULT_LIMIT, worker: str = "the job") -> dict:
+    """The meta keys that record ``value`` as a job's result (what :func:`fetch_recorded` reads
+    back): ``{"recorded": True, "return": <packed term>}``. Raise ``TermError`` for a value
+    that cannot be encoded and :class:`ResultTooLarge` for one over ``limit`` bytes after
+    compression; ``worker`` names the job in those messages."""
+    try:
+        packed = terms.pack(value)
+    except terms.TermError as exc:
+        raise terms.TermError(f"the result of {worker} cannot be recorded: {exc}") from None
+    size = terms.packed_size(packed)
+    if size > limit:
+        raise ResultTooLarge(f"the result of {worker} is {size:,} bytes after compression, "
+                             f"over its recorded limit of {limit:,} bytes")
+    return {"recorded": True, "return": packed}
