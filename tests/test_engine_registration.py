@@ -60,22 +60,18 @@ class RegisterEngineTests(SimpleTestCase):
 
 
 class RegisteredEngineTests(TransactionTestCase):
-    def register(self) -> None:
-        previous = register_engine(VENDOR, BY_VENDOR[VENDOR])
-        self.addCleanup(register_engine, VENDOR, previous)
-
     def test_it_serves_get_engine_inserts_and_the_door_until_put_back(self):
-        ours = get_engine()
-        self.assertIs(type(ours), OURS)
-        self.register()
-        engine = get_engine()
-        self.assertIs(type(engine), COUNTING)
+        self.assertIs(type(get_engine()), OURS)
+        previous = register_engine(VENDOR, BY_VENDOR[VENDOR])
+        self.addCleanup(register_engine, VENDOR, previous)  # if an assertion fails first
+        self.assertEqual(previous, f"{OURS.__module__}.{OURS.__qualname__}")
+        self.assertIs(type(get_engine()), COUNTING)
         contract_engines.calls.clear()
         job = NoopWorker.enqueue({"n": 1}, queue="registered")
         self.assertEqual(transition([job.pk], "cancelled", only_from=["available"]), 1)
         self.assertEqual(contract_engines.calls["insert_jobs"], 1)
         self.assertEqual(contract_engines.calls["update_jobs"], 1)
-        self.doCleanups()
+        self.assertEqual(register_engine(VENDOR, previous), BY_VENDOR[VENDOR])
         self.assertIs(type(get_engine()), OURS)
 
 
