@@ -27,8 +27,9 @@ LAYERS = [
     ("inserting", ["insertion", "updates", "worker"]),
     ("job features and plugins", ["pro", "plugins"]),
     ("runtime", ["runtime"]),
-    ("surfaces", ["control", "testing", "pytest_plugin", "admin", "management", "checks",
-                  "tasks", "apps", "__init__"]),
+    # The contract suite (django_jobs.contract) tests everything below it.
+    ("surfaces", ["control", "testing", "contract", "pytest_plugin", "admin", "management",
+                  "checks", "tasks", "apps", "__init__"]),
 ]
 
 #: The only imports allowed inside functions, each with the reason it cannot be at the top.
@@ -181,9 +182,11 @@ class LayerTests(SimpleTestCase):
 
 #: Where a job's ``state`` column may be written: the door (``transitions.transition``, whose
 #: columns ``state_columns`` builds, and the engine statements it runs) and the fetch
-#: statements.
+#: statements; and the contract suite's set-up, which puts rows in a starting state as given
+#: (the door would set and clear columns the test sets) before checking the engine.
 STATE_WRITERS = {
     ("transitions", "state_columns"),
+    ("contract.support", "put"),
     ("engines.postgresql", "PostgreSQLEngine.update_each"),
     ("engines.postgresql", "PostgreSQLEngine.fetch_statement"),
     ("engines.sqlite", "SQLiteEngine.fetch_statement"),
