@@ -67,7 +67,7 @@ class Plugin:
         """Raise ConfigurationError naming every problem :meth:`problems` finds."""
         problems = cls.problems(**overrides)
         if problems:
-            raise ConfigurationError("; ".join(str(p) for p in problems))
+            raise ConfigurationError(" ".join(str(p) for p in problems))
 
     @classmethod
     def problems(cls, **overrides: Any) -> list[Problem]:
@@ -131,6 +131,7 @@ def unknown_options(where: str, given: Iterable[Any], known: Collection[str]) ->
     """One problem per name in ``given`` that is not in ``known``, with the closest known name
     as a hint ("did you mean"), or the list of known ones."""
     problems = []
+    known = [str(name) for name in known]  # plain strings, for the messages
     for name in given:
         if name in known:
             continue

@@ -192,7 +192,8 @@ def _read(options: Any) -> tuple[dict[str, Any] | None, list[Problem]]:
         if key == "by_state":
             for problem in unknown_options(where, rules, FINISHED_STATES):
                 problems.append(Problem(problem.msg.replace("option", "state") + " Only "
-                                        "finished jobs are pruned.", problem.hint))
+                                        "finished jobs are pruned.",
+                                        problem.hint.replace("options", "states")))
         read[key] = {}
         for name, age in rules.items():
             if not isinstance(name, str) or not name:
@@ -215,7 +216,7 @@ class Pruner(Plugin):
         super().__init__()
         read, problems = _read(options)
         if problems or read is None:
-            raise ConfigurationError("; ".join(str(p) for p in problems)
+            raise ConfigurationError(" ".join(str(p) for p in problems)
                                      or f"{WHERE} is False: pruning is off")
         self.interval = read["interval"]
         self.limit = read["limit"]
