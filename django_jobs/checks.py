@@ -14,7 +14,7 @@ from .conf import DEFAULTS, SETTING_NAME, jobs_settings
 from .engines import ENGINES
 from .exceptions import ConfigurationError
 from .models.job import QUEUE_MAX_LENGTH
-from .plugins.cron import parse_crontab
+from .plugins import builtin_problems
 from .pro.encrypted import Encrypted, parse_key
 from .registry import aliases, is_worker, workers
 from .runtime.supervisor import resolve_processes
@@ -49,13 +49,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     if not settings.USE_TZ:
         errors.append(Error("django_jobs needs USE_TZ = True: job times are stored in UTC.",
                             id="django_jobs.E005"))
-    errors += _check_pruner(jobs_settings.PRUNER)
-    for key, minimum in (("GRACE_PERIOD", 0.0), ("RESCUE_AFTER", 3.0)):
-        value = getattr(jobs_settings, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            errors.append(Error(f"{SETTING_NAME}[{key!r}] must be a number of seconds of at "
-                                f"least {minimum:g}, not {value!r}.", id="django_jobs.E008"))
-    errors += _check_crontab(jobs_settings.CRONTAB)
+    grace = jobs_settings.GRACE_PERIOD
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        errors.append(Error(f"{SETTING_NAME}['GRACE_PERIOD'] must be a number of seconds of at "
+                            f"least 0, not {grace!r}.", id="django_jobs.E008"))
+    errors += _check_plugins()
     try:
         resolve_processes(jobs_settings.PROCESSES)
     except ValueError as exc:
@@ -167,26 +165,13 @@ def _check_database(alias: str) -> list:
     return []
 
 
-def _check_pruner(pruner: Any) -> list:
-    if not isinstance(pruner, dict):
-        return [Error(f"{SETTING_NAME}['PRUNER'] must be a dict, not {pruner!r}.",
-                      id="django_jobs.E006")]
-    errors = []
-    for key, value in pruner.items():
-        if key not in DEFAULTS["PRUNER"]:
-            errors.append(Error(f"{SETTING_NAME}['PRUNER'] has an unknown key {key!r}.",
-                                hint=_hint(key, DEFAULTS["PRUNER"]), id="django_jobs.E006"))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            errors.append(Error(f"{SETTING_NAME}['PRUNER'][{key!r}] must be a positive "
-                                f"number, not {value!r}.", id="django_jobs.E006"))
-    return errors
+#: The check id of each built-in plugin's settings.
+PLUGIN_CHECKS = {"pruner": "django_jobs.E006", "lifeline": "django_jobs.E008",
+                 "cron": "django_jobs.E009"}
 
 
-def _check_crontab(crontab: Any) -> list:
-    try:
-        parse_crontab(crontab)
-    except ConfigurationError as exc:
-        return [Error(f"{SETTING_NAME}['CRONTAB'] is invalid: {exc}", id="django_jobs.E009",
-                      hint="Entries are (expression, worker_path) or (expression, "
-                           "worker_path, options); see docs/cron.md.")]
-    return []
+def _check_plugins() -> list:
+    """The built-in plugins validate their own options; a problem is an error of the
+    plugin's id."""
+    return [Error(problem.msg, hint=problem.hint, id=PLUGIN_CHECKS.get(name, "django_jobs.E002"))
+            for name, problems in builtin_problems().items() for problem in problems]

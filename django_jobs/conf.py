@@ -7,6 +7,7 @@ under ``override_settings``). Validation lives in :mod:`django_jobs.checks`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.conf import settings
@@ -33,10 +34,15 @@ DEFAULTS: dict[str, Any] = {
     "GRACE_PERIOD": 15.0,
     # Seconds without a producer heartbeat after which the lifeline rescues its jobs.
     "RESCUE_AFTER": 15.0,
-    # Pruning of finished jobs by the leader: age in seconds, rows deleted per pass.
-    "PRUNER": {"max_age": 7 * 24 * 3600, "limit": 10_000},
+    # Pruning of finished jobs by the leader (False: off): default age in seconds, seconds
+    # between passes, most rows deleted per pass, and ages per state, queue and worker
+    # (django_jobs.plugins.pruner validates them and says which wins).
+    "PRUNER": {"max_age": 7 * 24 * 3600, "interval": 30.0, "limit": 10_000, "by_state": {},
+               "by_queue": {}, "by_worker": {}},
     # Static cron entries: (expression, worker path[, options]).
     "CRONTAB": [],
+    # Time zone of the cron entries (static and dynamic) that name none.
+    "CRON_TIMEZONE": "UTC",
     # Keys for encrypted args, newest first.
     "ENCRYPTION_KEYS": [],
     # None in production; "inline" or "manual" in tests (django_jobs.testing).
@@ -62,7 +68,7 @@ class JobsSettings:
             default = DEFAULTS[name]
             value = self.user_settings.get(name, default)
             if isinstance(default, dict) and name != "QUEUES" and isinstance(value, dict):
-                value = {**default, **value}
+                value = {**copy.deepcopy(default), **value}
             self._cache[name] = value
         return self._cache[name]
 

@@ -143,3 +143,12 @@ def wait_for_blocked_sessions(count: int, timeout: float = 30.0) -> None:
     wait_until(lambda: blocked() >= count, timeout, interval=0.01,
                what=f"{count} sessions to wait for a lock",
                describe=lambda: f"{blocked()} waiting")
+
+
+def jobs_settings_with(**keys):
+    """``override_settings`` of ``DJANGO_JOBS``: the test settings' with ``keys`` changed (the
+    built-in plugins are built anew from them, and again when the block ends)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    return override_settings(DJANGO_JOBS={**settings.DJANGO_JOBS, **keys})

@@ -13,6 +13,7 @@ writes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -82,12 +83,13 @@ class RunjobsProcess:
     """One ``python -m django runjobs --node NAME ARGS`` child; its output goes to
     ``log_path``."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, args: list[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.log_path = log_path
         command = [sys.executable, "-m", "django", "runjobs", "--node", name, *args]
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=log,
+            self.process = subprocess.Popen(command, cwd=REPO, env=env or child_env(), stdout=log,
                                             stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL,
                                             preexec_fn=_die_with_parent)
@@ -146,12 +148,18 @@ class RunjobsMixin:
     with the job counts).
     """
 
-    def start_runjobs(self, name: str, *args: str, wait: bool = True) -> RunjobsProcess:
-        """Start ``runjobs --node NAME ARGS``; with ``wait``, wait for its banner."""
+    def start_runjobs(self, name: str, *args: str, wait: bool = True,
+                      jobs_settings: dict | None = None) -> RunjobsProcess:
+        """Start ``runjobs --node NAME ARGS``; with ``wait``, wait for its banner.
+        ``jobs_settings``: keys of ``DJANGO_JOBS`` the child has instead of the test
+        settings' (JSON values; see tests/subprocess_settings.py)."""
         if not hasattr(self, "runjobs_processes"):
             self._runjobs_setup()
         log = self.runjobs_log_dir / f"node-{name}-{len(self.runjobs_processes)}.log"
-        node = RunjobsProcess(name, list(args), log)
+        env = None
+        if jobs_settings:
+            env = child_env(DJANGO_JOBS_TEST_SETTINGS=json.dumps(jobs_settings))
+        node = RunjobsProcess(name, list(args), log, env)
         self.runjobs_processes.append(node)
         if wait:
             self.wait_runjobs_started(node)

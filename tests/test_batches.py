@@ -48,14 +48,14 @@ from django_jobs.outcome import Outcome
 from django_jobs.insertion import insert_all
 from django_jobs.models import Batch, Job, JobState, Peer
 from django_jobs.models.batch import COUNTERS, HANDLER_BITS, HANDLERS
+from django_jobs.plugins.lifeline import rescue_orphans
+from django_jobs.plugins.pruner import Retention, prune_jobs
+from django_jobs.plugins.stager import stage_jobs
 from django_jobs.pro.batch import (BatchSweep, all_batch_jobs, batch_status, recount,
                                    stream_batch_jobs, uuid7)
 from django_jobs.pro.recorded import fetch_recorded
 from django_jobs.runtime import node as node_module
 from django_jobs.testing import drain_queue, with_testing_mode
-from django_jobs.plugins.lifeline import rescue_orphans
-from django_jobs.plugins.pruner import prune_jobs
-from django_jobs.plugins.stager import stage_jobs
 from django_jobs.transitions import ack
 
 from . import batch_workers as w
@@ -631,7 +631,7 @@ class HandlerTests(BatchAssertions, TestCase):
         self.run_members(with_scheduled=False)
         self.assertEqual(states(jobs), [RETRYABLE, SCHEDULED])
         self.assertEqual(ledger(batch_id).attempted, 1)
-        stage_jobs(get_engine(), timezone.now() + datetime.timedelta(seconds=1), 10)
+        stage_jobs(timezone.now() + datetime.timedelta(seconds=1), 10)
         [second] = fetch(ids=[jobs[0].pk])
         self.assertEqual(second.attempt, 2)
         ack([put_back(second, timezone.now(), "Interrupted: the node shut down.")])
@@ -645,7 +645,7 @@ class HandlerTests(BatchAssertions, TestCase):
         self.run_members(with_scheduled=False)  # the other one
         self.assertFired(batch_id)
         now = timezone.now()
-        result = rescue_orphans(get_engine(), now, now)
+        result = rescue_orphans(now, now)
         self.assertEqual(result["rescued"], 1)
         self.assertEqual(states([orphan]), [AVAILABLE])
         self.assertEqual(ledger(batch_id).attempted, 2)
@@ -659,7 +659,7 @@ class HandlerTests(BatchAssertions, TestCase):
         _jobs, batch_id = self.new_batch([{}], max_attempts=1)
         fetch(by=("dead-node", str(uuid.uuid4())))
         now = timezone.now()
-        self.assertEqual(rescue_orphans(get_engine(), now, now)["discarded"], 1)
+        self.assertEqual(rescue_orphans(now, now)["discarded"], 1)
         self.assertFired(batch_id, "handle_discarded", "handle_attempted", "handle_exhausted")
         self.assertLedgerExact(batch_id)
 
@@ -747,7 +747,7 @@ class DeleteTests(BatchAssertions, TestCase):
 
     def prune(self, days: int = 1) -> int:
         """What the pruner does: delete members finished more than ``days`` ago."""
-        return prune_jobs(get_engine(), timezone.now() - datetime.timedelta(days=days), 1000)
+        return len(prune_jobs(timezone.now(), 1000, Retention(days * 86400)))
 
     def test_the_pruner_never_makes_a_fired_handler_fire_again(self):
         _jobs, batch_id = self.new_batch([{}, {}, {"discard": True}])
@@ -972,7 +972,6 @@ class RandomRunTests(BatchAssertions, TestCase):
         return jobs
 
     def step(self, rng, batch_ids) -> None:
-        engine = get_engine()
         now = timezone.now()
         action = rng.choice(["drain", "drain", "drain", "cancel", "cancel_running", "retry",
                              "delete", "put_back", "rescue", "join"])
@@ -1003,7 +1002,7 @@ class RandomRunTests(BatchAssertions, TestCase):
             ack([put_back(job, now, "shutdown") for job in running])
         elif action == "rescue":
             fetch(limit=rng.randint(1, 4), by=("dead", str(uuid.uuid4())))
-            rescue_orphans(engine, timezone.now(), timezone.now())
+            rescue_orphans(timezone.now(), timezone.now())
         else:  # late members join a batch (through their meta: plain workers too)
             batch_id = rng.choice(batch_ids)
             late = self.members(rng, rng.randint(1, 2))

@@ -11,8 +11,11 @@ class DefaultsTests(SimpleTestCase):
         self.assertEqual(DEFAULTS["DATABASE"], "default")
         self.assertEqual(DEFAULTS["QUEUES"], {"default": 10})
         self.assertIsNone(DEFAULTS["NODE"])
-        self.assertEqual(DEFAULTS["PRUNER"], {"max_age": 7 * 24 * 3600, "limit": 10_000})
+        self.assertEqual(DEFAULTS["PRUNER"], {"max_age": 7 * 24 * 3600, "interval": 30.0,
+                                              "limit": 10_000, "by_state": {}, "by_queue": {},
+                                              "by_worker": {}})
         self.assertEqual(DEFAULTS["CRONTAB"], [])
+        self.assertEqual(DEFAULTS["CRON_TIMEZONE"], "UTC")
         self.assertEqual(DEFAULTS["ENCRYPTION_KEYS"], [])
         self.assertIsNone(DEFAULTS["TESTING"])
 
@@ -43,7 +46,9 @@ class DefaultsTests(SimpleTestCase):
     def test_defaults_are_not_shared_mutable_state(self):
         with override_settings(DJANGO_JOBS={"PRUNER": {"limit": 5}}):
             jobs_settings.PRUNER["max_age"] = 1
+            jobs_settings.PRUNER["by_state"]["completed"] = 1
         self.assertEqual(DEFAULTS["PRUNER"]["max_age"], 7 * 24 * 3600)
+        self.assertEqual(DEFAULTS["PRUNER"]["by_state"], {})
 
 
 class OverrideTests(SimpleTestCase):
@@ -62,7 +67,11 @@ class OverrideTests(SimpleTestCase):
 
     @override_settings(DJANGO_JOBS={"PRUNER": {"max_age": 60}})
     def test_pruner_merges_with_its_defaults(self):
-        self.assertEqual(jobs_settings.PRUNER, {"max_age": 60, "limit": 10_000})
+        self.assertEqual(jobs_settings.PRUNER, {**DEFAULTS["PRUNER"], "max_age": 60})
+
+    @override_settings(DJANGO_JOBS={"PRUNER": False})
+    def test_pruner_can_be_turned_off(self):
+        self.assertIs(jobs_settings.PRUNER, False)
 
     def test_reload_on_override_and_back(self):
         self.assertEqual(jobs_settings.QUEUES, {"default": 10, "mailers": 5})

@@ -42,7 +42,7 @@ class ParseCrontabTests(SimpleTestCase):
         ])
         self.assertEqual(entries, [
             {"name": W, "expression": "0 * * * *", "worker": W, "args": {}, "options": {},
-             "timezone": "UTC", "catch_up": 0},
+             "timezone": "", "catch_up": 0},
             {"name": "nightly", "expression": "@daily", "worker": REPORT, "args": {"a": 1},
              "options": {"queue": "q", "priority": 1, "max_attempts": 2, "tags": ["t"],
                          "meta": {"m": 1}},
@@ -326,7 +326,8 @@ class CronCommandTests(TestCase):
         self.call("add", "boot", "@reboot", W)
         entry = CronEntry.objects.get()
         self.assertEqual((entry.args, entry.options, entry.timezone, entry.catch_up),
-                         ({}, {}, "UTC", 0))
+                         ({}, {}, "", 0))
+        self.assertEqual(entry.timezone_name, "UTC")  # DJANGO_JOBS["CRON_TIMEZONE"]
 
     def test_add_reboot(self):
         self.assertIn("next run at cluster start", self.call("add", "boot", "@reboot", W))

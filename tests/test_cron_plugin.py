@@ -27,6 +27,7 @@ from django_jobs.models import CronEntry, CronSource, Job, Peer
 from django_jobs.crontab import parse
 from django_jobs.plugins.cron import CLUSTER_MARKER, CLUSTER_TTL, GRACE, Cron, parse_crontab
 
+from .helpers import jobs_settings_with
 from .runtime_workers import RuntimeTestCase, wait_until
 
 UTC = datetime.UTC
@@ -51,8 +52,7 @@ class Leader:
     """A leading node as the cron plugin sees it (its CRONTAB), with a plugin of its own."""
 
     def __init__(self, crontab=()):
-        self.crontab = parse_crontab(list(crontab))
-        self.plugin = Cron()
+        self.plugin = Cron(list(crontab))
 
     def run(self, engine, now):
         return self.plugin.run(self, engine, now)
@@ -106,7 +106,13 @@ class CronTestCase(TestCase):
         self.engine = get_engine()
 
     def run_at(self, plugin, now):
-        return plugin.run(self.engine, now)
+        """``plugin``'s run at ``now``; its result without the ids of the jobs it inserted,
+        which are checked here: one per job inserted, each a job in the table."""
+        result = dict(plugin.run(self.engine, now))
+        ids = result.pop("ids")
+        self.assertEqual(len(ids), result["inserted"])
+        self.assertEqual(Job.objects.filter(pk__in=ids).count(), len(ids))
+        return result
 
     def assertEachSlotOnce(self, expected):
         """``expected`` maps entry names to slot lists: each slot has exactly one job."""
@@ -235,7 +241,7 @@ class LeaderTests(CronTestCase):
     def expected(self, until):
         entries = {name: (expression, tz) for name, expression, tz in
                    CronEntry.objects.values_list("name", "expression", "timezone")}
-        return {name: expected_slots(expression, T0 - SECOND, until, tz)
+        return {name: expected_slots(expression, T0 - SECOND, until, tz or "UTC")
                 for name, (expression, tz) in entries.items()}
 
     def test_two_leaders_interleaved_insert_each_slot_once(self):
@@ -570,7 +576,9 @@ class SyncTests(CronTestCase):
                           five.catch_up, five.source, five.paused),
                          ("*/5 * * * *", W, {"a": 1}, {"queue": "q"}, "Europe/Paris", 300,
                           CronSource.SETTINGS, False))
-        self.assertEqual((rows[REPORT].expression, rows[REPORT].timezone), ("@daily", "UTC"))
+        # No zone of its own: DJANGO_JOBS["CRON_TIMEZONE"], UTC by default.
+        self.assertEqual((rows[REPORT].expression, rows[REPORT].timezone), ("@daily", ""))
+        self.assertEqual(rows[REPORT].timezone_name, "UTC")
 
     def test_changed_entries_are_updated_and_keep_paused(self):
         self.run_at(Leader(self.CRONTAB), T0)
@@ -583,7 +591,7 @@ class SyncTests(CronTestCase):
         five = self.rows()["five"]
         self.assertEqual((five.expression, five.worker, five.args, five.options, five.timezone,
                           five.catch_up),
-                         ("*/7 * * * *", REPORT, {"b": 2}, {"priority": 1}, "UTC", 0))
+                         ("*/7 * * * *", REPORT, {"b": 2}, {"priority": 1}, "", 0))
         self.assertTrue(five.paused)
         self.assertEqual((five.pk, five.created_at, five.last_slot_at),
                          (before.pk, before.created_at, T0))
@@ -713,15 +721,57 @@ class NodeTests(RuntimeTestCase):
 
         signals.plugin_ran.connect(receiver)
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
-        self.start_node({"cron": 2}, plugins=True,
-                        crontab=[("@reboot", W, {"name": "boot", "args": {"n": 1}})])
+        self.enterContext(jobs_settings_with(
+            CRONTAB=[("@reboot", W, {"name": "boot", "args": {"n": 1}})]))
+        self.start_node({"cron": 2}, plugins=True)
         job = wait_until(lambda: Job.objects.filter(state="completed").first(), timeout=10)
         self.assertEqual((job.worker, job.args, job.meta["cron_name"]), (W, {"n": 1}, "boot"))
         self.assertEqual(CronEntry.objects.get().source, CronSource.SETTINGS)
-        self.assertEqual(results[0], {"inserted": 1})
+        self.assertEqual(results[0], {"inserted": 1, "ids": [job.pk]})
 
     def test_node_without_plugins_inserts_nothing(self):
-        self.start_node({"cron": 2}, plugins=False, crontab=[("@reboot", W)])
+        self.enterContext(jobs_settings_with(CRONTAB=[("@reboot", W)]))
+        self.start_node({"cron": 2}, plugins=False)
         add_entry("boot", "@reboot")
         time.sleep(1.5)
         self.assertEqual(Job.objects.count(), 0)
+
+
+class DefaultTimeZoneTests(CronTestCase):
+    """``DJANGO_JOBS["CRON_TIMEZONE"]``: the zone of every entry, static or dynamic, that names
+    none; an entry's own zone wins."""
+
+    def test_entries_without_a_zone_follow_cron_timezone(self):
+        add_entry("dynamic", "0 9 * * *")
+        add_entry("own", "0 9 * * *", timezone="UTC")
+        crontab = [("0 9 * * *", W, {"name": "static"})]
+        start = at(2025, 1, 6, 7, 0)  # 08:00 in Paris
+        with jobs_settings_with(CRON_TIMEZONE="Europe/Paris", CRONTAB=crontab):
+            synced(crontab, created=start)
+            CronEntry.objects.update(created_at=start)
+            self.assertEqual(CronEntry.objects.get(name="static").timezone, "")
+            plugin = Leader(crontab)
+            for hours in (1, 2):
+                self.run_at(plugin, start + hours * 60 * MINUTE + 5 * SECOND)
+        # 09:00 in Paris is 08:00 UTC in winter; the entry of its own zone runs at 09:00 UTC.
+        for name in ("dynamic", "static"):
+            [job] = cron_jobs(name)
+            self.assertEqual((job.scheduled_at, job.meta["cron_tz"]),
+                             (at(2025, 1, 6, 8, 0), "Europe/Paris"))
+        [job] = cron_jobs("own")
+        self.assertEqual((job.scheduled_at, job.meta["cron_tz"]), (at(2025, 1, 6, 9, 0), "UTC"))
+
+    def test_next_run_follows_cron_timezone(self):
+        entry = add_entry("dynamic", "0 9 * * *")
+        self.assertEqual(entry.next_run(T0), at(2025, 1, 7, 9, 0))
+        with jobs_settings_with(CRON_TIMEZONE="America/New_York"):
+            self.assertEqual(entry.next_run(T0), at(2025, 1, 6, 14, 0))
+
+    def test_the_reported_ids_are_bounded(self):
+        for name in ("a", "b", "c"):
+            add_entry(name, "* * * * *")
+        with mock.patch("django_jobs.plugins.cron.REPORTED_IDS", 2):
+            result = Leader().run(self.engine, T0 + 5 * SECOND)
+        self.assertEqual(result["inserted"], 3)
+        self.assertEqual(len(result["ids"]), 2)
+        self.assertLess(set(result["ids"]), set(Job.objects.values_list("pk", flat=True)))

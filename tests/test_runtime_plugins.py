@@ -1,5 +1,7 @@
-"""Leader plugins (stager, pruner, lifeline) through the engine methods and through a leader
-node, and the leader lease."""
+"""Leader plugins (stager, pruner, lifeline) through a leader node, and the leader lease.
+
+Their decisions, called directly, are tested in tests/test_plugin_decisions.py; their settings
+in tests/test_plugin_settings.py."""
 
 import datetime
 import uuid
@@ -8,14 +10,12 @@ from django.utils import timezone
 
 from django_jobs import signals
 from django_jobs.engines import get_engine
-from django_jobs.models import Job, Peer, Producer
+from django_jobs.models import Job, Peer
+from django_jobs.plugins import connected_plugins
 from django_jobs.runtime.node import LEADER_NAME
-from django_jobs.plugins.lifeline import rescue_orphans
-from django_jobs.plugins.pruner import prune_jobs
-from django_jobs.plugins.stager import stage_jobs
 
 from . import runtime_workers as w
-from .helpers import producer_row, reload, set_state, wait_for_state
+from .helpers import jobs_settings_with, reload, set_state, wait_for_state
 from .runtime_workers import RuntimeTestCase, record, wait_until
 from .waits import holds_for, race
 
@@ -30,34 +30,6 @@ def make(state, queue="plug", worker=w.ReturnWorker, **changes):
 
 
 class StagerTests(RuntimeTestCase):
-    def test_stage_moves_due_scheduled_and_retryable_jobs(self):
-        engine = get_engine()
-        now = timezone.now()
-        due_scheduled = make("scheduled", queue="a", scheduled_at=ago(5, now))
-        due_retryable = make("retryable", queue="b", scheduled_at=ago(1, now), attempt=1)
-        at_now = make("scheduled", queue="a", scheduled_at=now)
-        future = make("scheduled", queue="c", scheduled_at=now + datetime.timedelta(seconds=5))
-        future_retry = make("retryable", queue="c", attempt=1,
-                            scheduled_at=now + datetime.timedelta(seconds=5))
-        old_completed = make("completed", queue="d", scheduled_at=ago(50, now),
-                             completed_at=ago(40, now))
-        self.assertEqual(stage_jobs(engine, now, 100), ["a", "b"])
-        for job in (due_scheduled, due_retryable, at_now):
-            self.assertEqual(reload(job).state, "available")
-        self.assertEqual(reload(due_retryable).attempt, 1)
-        self.assertEqual(reload(future).state, "scheduled")
-        self.assertEqual(reload(future_retry).state, "retryable")
-        self.assertEqual(reload(old_completed).state, "completed")
-        self.assertEqual(stage_jobs(engine, now, 100), [])
-
-    def test_stage_limit_takes_the_earliest(self):
-        now = timezone.now()
-        jobs = [make("scheduled", queue=f"q{i}", scheduled_at=ago(10 - i, now))
-                for i in range(5)]
-        self.assertEqual(stage_jobs(get_engine(), now, 2), ["q0", "q1"])
-        self.assertEqual([reload(j).state for j in jobs],
-                         ["available", "available", "scheduled", "scheduled", "scheduled"])
-
     def test_leader_node_stages_and_runs_scheduled_jobs(self):
         self.start_node({"outcomes": 2}, plugins=True)
         soon = w.ReturnWorker.enqueue({}, schedule_in=0.5)
@@ -75,39 +47,6 @@ class StagerTests(RuntimeTestCase):
 
 
 class PrunerTests(RuntimeTestCase):
-    def test_prune_deletes_only_old_finished_jobs(self):
-        now = timezone.now()
-        day = 86400
-        old = [make("completed", completed_at=ago(2 * day, now)),
-               make("cancelled", cancelled_at=ago(2 * day, now)),
-               make("discarded", discarded_at=ago(2 * day, now))]
-        young = [make("completed", completed_at=ago(day / 2, now)),
-                 make("cancelled", cancelled_at=ago(60, now)),
-                 make("discarded", discarded_at=ago(1, now))]
-        unfinished = [make(state, inserted_at=ago(9 * day, now), scheduled_at=ago(9 * day, now))
-                      for state in ("available", "scheduled", "retryable")]
-        unfinished.append(make("executing", attempt=1, attempted_at=ago(9 * day, now)))
-        deleted = prune_jobs(get_engine(), ago(day, now), 100)
-        self.assertEqual(deleted, 3)
-        remaining = set(Job.objects.values_list("pk", flat=True))
-        self.assertFalse(remaining & {j.pk for j in old})
-        self.assertEqual(remaining, {j.pk for j in young + unfinished})
-
-    def test_prune_works_in_chunks_of_limit(self):
-        now = timezone.now()
-        for i in range(5):
-            make("completed", completed_at=ago(100 + i, now))
-        engine = get_engine()
-        self.assertEqual([prune_jobs(engine, ago(50, now), 2) for _ in range(4)], [2, 2, 1, 0])
-        self.assertEqual(Job.objects.count(), 0)
-
-    def test_prune_takes_the_oldest_first(self):
-        now = timezone.now()
-        jobs = [make("completed", completed_at=ago(1000 - i * 100, now)) for i in range(4)]
-        prune_jobs(get_engine(), ago(10, now), 2)
-        self.assertEqual(set(Job.objects.values_list("pk", flat=True)),
-                         {jobs[2].pk, jobs[3].pk})
-
     def test_leader_node_prunes_one_chunk_per_run(self):
         now = timezone.now()
         for i in range(3):
@@ -117,64 +56,22 @@ class PrunerTests(RuntimeTestCase):
         receiver = lambda sender, **kw: ran.append(kw) if kw["plugin"] == "pruner" else None  # noqa: E731
         signals.plugin_ran.connect(receiver, weak=False)
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
-        self.start_node({"plug": 1}, plugins=True, pruner={"max_age": 3600, "limit": 2})
+        self.enterContext(jobs_settings_with(PRUNER={"max_age": 3600, "limit": 2}))
+        self.start_node({"plug": 1}, plugins=True)
         wait_until(lambda: ran, what="a pruner run")
-        self.assertEqual(ran[0]["result"], {"deleted": 2})
+        self.assertEqual(ran[0]["result"]["deleted"], 2)
+        self.assertEqual(len(ran[0]["result"]["ids"]), 2)
         self.assertEqual(Job.objects.count(), 2)
         self.assertTrue(Job.objects.filter(pk=keep.pk).exists())
 
 
 class LifelineTests(RuntimeTestCase):
-    def test_rescue_orphans(self):
-        engine = get_engine()
-        now = timezone.now()
-        live = producer_row("some-node", "plug", limit=5, heartbeat_at=ago(1, now))
-        stale = producer_row("dead-node", "plug", limit=5, heartbeat_at=ago(120, now))
-        on_live = make("executing", attempt=1, attempted_by=["some-node", str(live.uuid)],
-                       attempted_at=ago(3600, now))
-        on_stale = make("executing", queue="plug", attempt=1,
-                        attempted_by=["dead-node", str(stale.uuid)])
-        on_missing = make("executing", queue="other", attempt=2,
-                          attempted_by=["gone", str(uuid.uuid4())])
-        exhausted = make("executing", queue="third", attempt=3, max_attempts=3,
-                         attempted_by=["gone", str(uuid.uuid4())])
-        no_owner = make("executing", queue="plug", attempt=1, attempted_by=None)
-        result = rescue_orphans(engine, ago(60, now), now)
-        self.assertEqual(result, {"rescued": 3, "discarded": 1, "queues": ["other", "plug"],
-                                  "producers_removed": 1})
-        # The stale producer row is gone; the live one stays.
-        self.assertEqual(list(Producer.objects.values_list("uuid", flat=True)), [live.uuid])
-        self.assertEqual(reload(on_live).state, "executing")
-        self.assertEqual(reload(on_live).errors, [])
-        for job in (on_stale, on_missing, no_owner):
-            back = reload(job)
-            self.assertEqual(back.state, "available")
-            self.assertEqual(back.attempt, job.attempt)
-            self.assertEqual(len(back.errors), 1)
-            self.assertIn("Rescued", back.errors[0]["error"])
-            self.assertEqual(back.errors[0]["attempt"], job.attempt)
-        gone = reload(exhausted)
-        self.assertEqual(gone.state, "discarded")
-        self.assertEqual(gone.discarded_at, now)
-        self.assertIn("Rescued", gone.errors[0]["error"])
-        # Nothing left to rescue.
-        self.assertEqual(rescue_orphans(engine, ago(60, now), now),
-                         {"rescued": 0, "discarded": 0, "queues": [],
-                          "producers_removed": 0})
-
-    def test_rescue_leaves_other_states_alone(self):
-        now = timezone.now()
-        jobs = [make(state, attempted_by=["gone", str(uuid.uuid4())])
-                for state in ("available", "retryable", "completed")]
-        rescue_orphans(get_engine(), ago(60, now), now)
-        self.assertEqual([reload(j).state for j in jobs], ["available", "retryable",
-                                                           "completed"])
-
     def test_leader_node_rescues_orphans_and_runs_them(self):
         orphan = make("executing", queue="outcomes", attempt=1,
                       attempted_by=["crashed-node", str(uuid.uuid4())],
                       attempted_at=ago(600))
-        self.start_node({"outcomes": 2}, plugins=True, rescue_after=3)
+        self.enterContext(jobs_settings_with(RESCUE_AFTER=3))
+        self.start_node({"outcomes": 2}, plugins=True)
         done = wait_for_state(orphan, "completed")
         self.assertEqual(done.attempt, 2)
         self.assertIn("Rescued", done.errors[0]["error"])
@@ -187,7 +84,8 @@ class LifelineTests(RuntimeTestCase):
         signals.plugin_ran.connect(receiver, weak=False)
         self.addCleanup(signals.plugin_ran.disconnect, receiver)
         job = w.GateWorker.enqueue({})
-        self.start_node({"control": 1}, plugins=True, rescue_after=3)
+        self.enterContext(jobs_settings_with(RESCUE_AFTER=3))
+        self.start_node({"control": 1}, plugins=True)
         wait_until(lambda: job.pk in record.started, what="the job to start")
         wait_until(lambda: runs, what="a lifeline run")
         self.assertEqual(runs[0]["result"], {"rescued": 0, "discarded": 0,
@@ -271,7 +169,7 @@ class LeadershipTests(RuntimeTestCase):
         leader = self.start_node({"plug": 1}, plugins=True, name="leader")
         follower = self.start_node({"plug": 1}, plugins=True, name="follower")
         wait_until(lambda: len(runs) >= 4, what="4 plugin runs")
-        self.assertTrue(all(any(s is p for p in leader.plugins) for s, _ in runs))
+        self.assertTrue(all(any(s is p for p in connected_plugins()) for s, _ in runs))
         self.assertEqual({node.name for _, node in runs}, {leader.name})
         self.assertFalse(follower.is_leader)
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from django_jobs import Snooze, signals
 from django_jobs.models import Peer
+from django_jobs.plugins import connected_plugins
 from django_jobs.plugins.stager import Stager
 from django_jobs.execution.interrupt import JobTimeout
 from django_jobs.runtime.node import LEADER_NAME
@@ -157,10 +158,11 @@ class NodeSignalTests(RuntimeTestCase):
             by_name.setdefault(kwargs["plugin"], (sender, kwargs))
         sender, stager = by_name["stager"]
         self.assertIsInstance(sender, Stager)
-        self.assertTrue(any(sender is p for p in node.plugins))
+        self.assertTrue(any(sender is p for p in connected_plugins()))
+        self.assertIs(stager["node"], node)
         self.assertEqual(stager["result"], {"queues": []})
         self.assertIsInstance(stager["duration"], float)
-        self.assertEqual(by_name["pruner"][1]["result"], {"deleted": 0})
+        self.assertEqual(by_name["pruner"][1]["result"], {"deleted": 0, "ids": []})
         self.assertEqual(by_name["lifeline"][1]["result"],
                          {"rescued": 0, "discarded": 0, "producers_removed": 0})
 

@@ -59,9 +59,8 @@ class UniqueTransitionTests(RuntimeTestCase):
         wait_for_state(job, "scheduled")
         self.assertTrue(w.SnoozeWorker.enqueue({"seconds": 60}, unique=INCOMPLETE).conflict)
         Job.objects.filter(pk=job.pk).update(scheduled_at=timezone.now())
-        from django_jobs.engines import get_engine
 
-        stage_jobs(get_engine(), timezone.now(), 10)
+        stage_jobs(timezone.now(), 10)
         self.assertIn(reload(job).state, ("available", "executing", "scheduled"))
         self.assertTrue(w.SnoozeWorker.enqueue({"seconds": 60}, unique=INCOMPLETE).conflict)
 

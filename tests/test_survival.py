@@ -31,8 +31,8 @@ from django.utils import timezone
 from django_jobs.engines import get_engine
 from django_jobs.insertion import insert_all
 from django_jobs.models import Job, JobState, Peer, Producer
-from django_jobs.runtime import node as node_module
 from django_jobs.plugins.lifeline import rescue_orphans
+from django_jobs.runtime import node as node_module
 
 from .helpers import describe_jobs, insert_jobs, producer_row
 from .processes import RunjobsMixin, RunjobsProcess
@@ -438,7 +438,7 @@ class LifelineRaceTests(TransactionTestCase):
 
         now = timezone.now()
         with connection.execute_wrapper(between_the_two_reads):
-            result = rescue_orphans(engine, now - datetime.timedelta(seconds=RESCUE_AFTER), now)
+            result = rescue_orphans(now - datetime.timedelta(seconds=RESCUE_AFTER), now)
         self.assertEqual([j.pk for j in claimed], [job.pk], "the late node claimed the job")
         job.refresh_from_db()
         self.assertEqual((job.state, job.attempted_by), (JobState.EXECUTING, ["late", str(late)]),

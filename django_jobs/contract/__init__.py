@@ -29,8 +29,7 @@ from .acks import AckTests, AttemptReportTests, TransitionAtomicityTests
 from .door import TransitionSignalTests, TransitionTests
 from .fetching import ConcurrentFetchTests, FetchTests, SerializeTests
 from .inserting import InsertTests
-from .leader import (LeadershipRaceTests, LeadershipTests, PruneTests, RescueTests,
-                     StageTests)
+from .leader import LeadershipRaceTests, LeadershipTests
 from .notify import NotifyTests
 from .primitives import (DeleteJobsTests, LockJobsLockTests, LockJobsTests, UpdateEachTests,
                          UpdateJobsTests)
@@ -39,19 +38,18 @@ from .services import BusyTests, CapabilityTests, ServiceTests
 __all__ = [
     "AckTests", "AttemptReportTests", "BusyTests", "CapabilityTests", "ConcurrentFetchTests",
     "DeleteJobsTests", "FetchTests", "InsertTests", "LeadershipRaceTests", "LeadershipTests",
-    "LockJobsLockTests", "LockJobsTests", "NotifyTests", "PruneTests", "RescueTests",
-    "SerializeTests", "ServiceTests", "StageTests", "TransitionAtomicityTests",
+    "LockJobsLockTests", "LockJobsTests", "NotifyTests",
+    "SerializeTests", "ServiceTests", "TransitionAtomicityTests",
     "TransitionSignalTests", "TransitionTests", "UpdateEachTests", "UpdateJobsTests",
 ]
 
 
 def contract_tests() -> tuple[type[SimpleTestCase], ...]:
     """Every test case class of the contract, in the order of the modules above: capabilities
-    first, then inserting, fetching, the door's primitives and the door, leadership and the
-    leader's work, notifications."""
+    first, then inserting, fetching, the door's primitives and the door, leadership,
+    notifications."""
     return (CapabilityTests, ServiceTests, BusyTests, InsertTests, FetchTests,
             ConcurrentFetchTests, SerializeTests, LockJobsTests, LockJobsLockTests,
             UpdateJobsTests, DeleteJobsTests, UpdateEachTests, TransitionTests,
             TransitionSignalTests, TransitionAtomicityTests, AckTests, AttemptReportTests,
-            LeadershipTests, LeadershipRaceTests, StageTests, PruneTests, RescueTests,
-            NotifyTests)
+            LeadershipTests, LeadershipRaceTests, NotifyTests)

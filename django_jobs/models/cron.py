@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone as dj_timezone
 
+from ..conf import jobs_settings
 from ..crontab import CronError, parse, timezone_named
 from ..jsonutil import round_trip
 
@@ -65,7 +66,8 @@ def check_entry_fields(expression: Any, args: Any, options: Any, tz: Any,
             hint = f", did you mean {close[0]!r}?" if close else ""
             raise CronError(f"unknown cron option {name!r}{hint} (valid: "
                             f"{', '.join([*ENTRY_OPTIONS, *CRON_JOB_OPTIONS])})")
-    timezone_named(tz)
+    if tz not in (None, ""):  # none: the entry follows DJANGO_JOBS["CRON_TIMEZONE"]
+        timezone_named(tz)
     if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not \
             0 <= catch_up <= MAX_CATCH_UP:
         raise CronError(f"catch_up must be whole seconds from 0 to {MAX_CATCH_UP} "
@@ -160,8 +162,9 @@ class CronEntry(models.Model):
     options = models.JSONField(default=dict, blank=True,
                                help_text="Job options: queue, priority, max_attempts, tags, "
                                          "meta.")
-    timezone = models.CharField(max_length=64, default="UTC",
-                                help_text="IANA time zone the expression is read in.")
+    timezone = models.CharField(max_length=64, default="", blank=True,
+                                help_text="IANA time zone the expression is read in; blank: "
+                                          "DJANGO_JOBS['CRON_TIMEZONE'] (UTC by default).")
     catch_up = models.PositiveIntegerField(
         default=0, help_text="Seconds of missed runs to insert after downtime (0: none; at "
                              "most 7 days).")
@@ -193,8 +196,13 @@ class CronEntry(models.Model):
         return parse(self.expression)
 
     @property
+    def timezone_name(self) -> str:
+        """The zone the expression is read in: the entry's own, else ``CRON_TIMEZONE``."""
+        return self.timezone or jobs_settings.CRON_TIMEZONE
+
+    @property
     def tzinfo(self):
-        return timezone_named(self.timezone)
+        return timezone_named(self.timezone_name)
 
     def next_run(self, after: datetime.datetime | None = None) -> datetime.datetime | None:
         """The next run time (UTC) after ``after`` (default now); None for @reboot."""
@@ -223,7 +231,7 @@ class CronEntry(models.Model):
         options = self.job_options()
         key = slot if isinstance(slot, str) else slot.isoformat()
         options["meta"] = {**options.get("meta", {}), "cron": True,
-                           "cron_expr": self.expression, "cron_tz": self.timezone,
+                           "cron_expr": self.expression, "cron_tz": self.timezone_name,
                            "cron_name": self.name, "cron_slot": key}
         if not isinstance(slot, str):
             options["scheduled_at"] = slot

@@ -2,7 +2,8 @@
 
 Entries come from ``DJANGO_JOBS["CRONTAB"]`` (mirrored into the cron table by the leader, as
 ``source = settings``) and from the cron table itself (``source = database``: the admin and
-``manage.py jobs cron``).
+``manage.py jobs cron``). An entry without a time zone of its own reads its expression in
+``DJANGO_JOBS["CRON_TIMEZONE"]`` (UTC by default).
 
 The leader's cron plugin (a receiver of ``leader_tick``) asks the ``CronEntry`` manager which
 entries are due, builds each slot's job from ``CronEntry.job_spec`` and inserts them.
@@ -31,18 +32,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..build import new_job
-from ..crontab import CronError
+from ..conf import SETTING_NAME, jobs_settings
+from ..crontab import CronError, timezone_named
+from ..engines import Engine
 from ..exceptions import ConfigurationError, InvalidJobError
 from ..insertion import insert_all
 from ..models import CronEntry, Peer
 from ..models.cron import (CRON_JOB_OPTIONS, ENTRY_OPTIONS, EXPRESSION_MAX_LENGTH,
                            MAX_CATCH_UP, NAME_MAX_LENGTH, check_entry_fields, entry_validators)
 from ..registry import resolve_worker
-from .base import Plugin
+from .base import Plugin, Problem
 
 __all__ = ["CLUSTER_MARKER", "CLUSTER_TTL", "CRON_JOB_OPTIONS", "ENTRY_OPTIONS",
-           "EXPRESSION_MAX_LENGTH", "GRACE", "MAX_CATCH_UP", "NAME_MAX_LENGTH", "Cron",
-           "next_runs", "parse_crontab", "validate_entry"]
+           "EXPRESSION_MAX_LENGTH", "GRACE", "MAX_CATCH_UP", "NAME_MAX_LENGTH", "REPORTED_IDS",
+           "Cron", "next_runs", "parse_crontab", "validate_entry"]
 
 logger = logging.getLogger("django_jobs.cron")
 
@@ -52,6 +55,10 @@ CLUSTER_MARKER = "django_jobs:cluster"
 CLUSTER_TTL = datetime.timedelta(seconds=60)
 #: The leader renews the marker this many times per TTL (every 10 s).
 MARKER_RENEWALS_PER_TTL = 6
+#: Most ids of inserted jobs a run reports to ``plugin_ran`` (the count is always exact).
+REPORTED_IDS = 1000
+ENTRY_HINT = ("Entries are (expression, worker_path) or (expression, worker_path, options); "
+              "see docs/cron.md.")
 
 
 def validate_entry(expression: str, worker: str, args: Any, options: Any,
@@ -79,8 +86,8 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
     Each entry is ``(expression, worker_path)`` or ``(expression, worker_path, options)``
     with options ``args``, ``timezone``, ``name``, ``catch_up`` and the job options
     ``queue``, ``priority``, ``max_attempts``, ``tags``, ``meta``. The name defaults to the
-    worker path; two entries of one worker need names. Raises ConfigurationError naming the
-    entry.
+    worker path; two entries of one worker need names. An entry without ``timezone`` gets
+    ``""``: it follows ``CRON_TIMEZONE``. Raises ConfigurationError naming the entry.
     """
     if not isinstance(crontab, (list, tuple)):
         raise ConfigurationError(f"CRONTAB must be a list of entries, not {crontab!r}")
@@ -95,7 +102,7 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
             raise ConfigurationError(f"{where}: options must be a dict, not {item[2]!r}")
         options = dict(item[2]) if len(item) == 3 else {}
         args = options.pop("args", {})
-        tz = options.pop("timezone", "UTC")
+        tz = options.pop("timezone", None)
         name = options.pop("name", worker)
         catch_up = options.pop("catch_up", 0)
         try:
@@ -110,32 +117,61 @@ def parse_crontab(crontab: Any) -> list[dict[str, Any]]:
                                      f"each entry of one worker a 'name' option")
         names.add(name)
         entries.append({"name": name, "expression": " ".join(expression.split()),
-                        "worker": worker, "args": args, "options": options, "timezone": tz,
-                        "catch_up": catch_up})
+                        "worker": worker, "args": args, "options": options,
+                        "timezone": tz or "", "catch_up": catch_up})
     return entries
 
 
 class Cron(Plugin):
     """Inserts the jobs of due cron entries; runs on the leader every second.
 
-    The node gives the entries of its ``CRONTAB`` (``node.crontab``, as ``parse_crontab``
-    returns them); they are mirrored into the cron table at the node's first run as leader.
+    Options: ``DJANGO_JOBS["CRONTAB"]`` (the static entries, mirrored into the cron table at
+    each node's first run as leader) and ``DJANGO_JOBS["CRON_TIMEZONE"]`` (the time zone of
+    entries that name none, static or dynamic; read by the entries themselves).
     """
 
     name = "cron"
     interval = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, crontab: Any = ()) -> None:
+        """``crontab`` as ``DJANGO_JOBS["CRONTAB"]`` takes it; ConfigurationError when it is
+        invalid."""
         super().__init__()
+        #: The static entries, as :func:`parse_crontab` returns them.
+        self.crontab = parse_crontab(crontab)
         #: Per node: whether its CRONTAB was synced, and when it last renewed the marker.
         self._synced: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         self._renewed: weakref.WeakKeyDictionary[Any, datetime.datetime] = \
             weakref.WeakKeyDictionary()
 
-    def run(self, node, engine, now: datetime.datetime) -> dict[str, Any]:
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> Cron:
+        cls.check_options(**overrides)
+        return cls(overrides.get("crontab", jobs_settings.CRONTAB))
+
+    @classmethod
+    def problems(cls, **overrides: Any) -> list[Problem]:
+        problems = []
+        try:
+            parse_crontab(overrides.get("crontab", jobs_settings.CRONTAB))
+        except ConfigurationError as exc:
+            problems.append(Problem(f"{SETTING_NAME}['CRONTAB'] is invalid: {exc}",
+                                    ENTRY_HINT))
+        zone = overrides.get("timezone", jobs_settings.CRON_TIMEZONE)
+        try:
+            if not isinstance(zone, str) or not zone:
+                raise CronError(f"time zone must be a non-empty string, not {zone!r}")
+            timezone_named(zone)
+        except CronError as exc:
+            problems.append(Problem(f"{SETTING_NAME}['CRON_TIMEZONE'] is invalid: {exc}.",
+                                    "It is the time zone of every cron entry that names "
+                                    "none, e.g. 'Europe/Paris'."))
+        return problems
+
+    def run(self, node, engine: Engine, now: datetime.datetime) -> dict[str, Any]:
         entries = CronEntry.objects.using(engine.alias)
         if not self._synced.get(node):
-            entries.sync_settings(getattr(node, "crontab", ()))
+            entries.sync_settings(self.crontab)
             self._synced[node] = True
         jobs, advanced = [], []
         for entry, slots in entries.due(now, GRACE):
@@ -153,13 +189,13 @@ class Cron(Plugin):
         # marker is not renewed either and the next run (or leader) tries the reboot again.
         with transaction.atomic(using=engine.alias):
             jobs += self.reboot_jobs(node, engine, now)
-            inserted = 0
+            inserted = []
             if jobs:
-                inserted = sum(1 for job in insert_all(jobs, using=engine.alias)
-                               if not job.conflict)
+                inserted = [job.pk for job in insert_all(jobs, using=engine.alias)
+                            if not job.conflict]
             for entry, last in advanced:
                 entries.advance(entry, last)
-        return {"inserted": inserted}
+        return {"inserted": len(inserted), "ids": inserted[:REPORTED_IDS]}
 
     def reboot_jobs(self, node, engine, now: datetime.datetime) -> list:
         """Jobs of ``@reboot`` entries when this run finds the cluster freshly started."""

@@ -18,6 +18,7 @@ from django.db import connections
 from ..engines import Engine
 from ..outcome import Outcome
 from ..transitions import ack, ack_separately
+from .retry import Retry
 
 logger = logging.getLogger("django_jobs.acker")
 
@@ -48,7 +49,7 @@ class Acker:
             self._cond.notify()
 
     def _run(self) -> None:
-        backoff = 0.05
+        retry = Retry(logger, alias=self.engine.alias, is_busy=self.engine.is_busy, first=0.05)
         while True:
             with self._cond:
                 while not self._pending and not self._stopping:
@@ -75,11 +76,7 @@ class Acker:
                 ack(batch, using=self.engine.alias)
             except Exception as exc:
                 if self.engine.is_busy(exc):
-                    logger.info("database busy; writing %d job outcomes again in %.1f s",
-                                len(batch), backoff)
-                    connections[self.engine.alias].close()
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    retry.failed(exc, f"writing {len(batch)} job outcomes")
                     continue
                 logger.exception("writing %d job outcomes failed; writing them one by one",
                                  len(batch))
@@ -89,11 +86,10 @@ class Acker:
                 # the ones that fail alone are held apart and retried with backoff.
                 failed = ack_separately(batch, using=self.engine.alias)
                 if len(failed) == len(batch):  # the database, not a row: retry them all
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    retry.wait()
                     continue
                 self._hold(failed)
-            backoff = 0.05
+            retry.succeeded()
             with self._cond:
                 del self._pending[:len(batch)]
         if self._held:

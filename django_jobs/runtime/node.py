@@ -8,7 +8,8 @@ thread and the leadership thread that runs the plugins while this node is leader
   were cancelled (``state = 'cancelled'`` in the database).
 * Leadership (every ``LEADER_TICK`` s): takes or renews the lease; while leader, sends
   :data:`~django_jobs.signals.leader_tick`, whose receivers are the plugins (each runs when its
-  interval has passed; see :mod:`django_jobs.plugins.base`).
+  interval has passed). The node knows no plugin: they hold their own options and are
+  connected to the signal by the app (see :mod:`django_jobs.plugins`).
 * Stop: producers stop fetching; running jobs get ``grace`` seconds; the ones still running are
   interrupted and put back to ``available``; outcomes are written; producer rows and the lease
   are released. Nothing stays ``executing``.
@@ -32,11 +33,10 @@ from ..engines import get_engine, wakeup
 from ..execution.executor import put_back
 from ..execution.interrupt import NodeShutdown
 from ..models import Job, JobState, Producer as ProducerRow
-from ..plugins.base import connected_plugins
-from ..plugins.cron import parse_crontab
 from .acker import Acker
 from .process_pool import ProcessPool, process_pool_options
 from .producer import Producer
+from .retry import Retry
 
 logger = logging.getLogger("django_jobs.node")
 
@@ -53,8 +53,7 @@ local_nodes: list[Node] = []
 class Node:
     def __init__(self, *, queues: dict[str, int], name: str | None = None, plugins: bool = True,
                  grace: float = 15.0, poll_interval: float | None = None,
-                 pruner: dict[str, Any] | None = None, rescue_after: float = 15.0,
-                 crontab: list | None = None, alias: str | None = None) -> None:
+                 alias: str | None = None) -> None:
         self.engine = get_engine(alias)
         self.name = name or socket.gethostname()
         self.grace = grace
@@ -71,11 +70,6 @@ class Node:
         }
         #: Whether this node may lead (and so run the plugins).
         self.leads = plugins
-        #: What the plugins read from the node that leads: seconds without heartbeat before a
-        #: node's jobs are rescued, pruning age and chunk, and the CRONTAB entries.
-        self.rescue_after = rescue_after
-        self.pruner = {"max_age": 7 * 86400, "limit": 10_000, **(pruner or {})}
-        self.crontab = parse_crontab(crontab or [])
         self.is_leader = False
         #: Who holds the lease: the node name plus this process's id, so that two processes
         #: given the same node name never both lead.
@@ -217,12 +211,17 @@ class Node:
     # -- heartbeat ----------------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        # The wait after a failure stays short (at most HEARTBEAT more): a node that misses
+        # heartbeats for RESCUE_AFTER seconds has its running jobs rescued by the leader.
+        retry = Retry(logger, alias=self.engine.alias, is_busy=self.engine.is_busy,
+                      cap=HEARTBEAT, stop=self._stopping)
         while not self._stopping.wait(HEARTBEAT):
             try:
                 self._heartbeat()
-            except Exception:
-                logger.exception("node %s: heartbeat failed; retrying", self.name)
-                connections[self.engine.alias].close()
+            except Exception as exc:
+                retry.failed(exc, f"node {self.name}: heartbeat")
+                continue
+            retry.succeeded()
         connections[self.engine.alias].close()
 
     def _heartbeat(self) -> None:
@@ -267,12 +266,11 @@ class Node:
             logger.info("node %s %s leader", self.name, "became" if leader else "is no longer")
             signals.leadership_changed.send(self, node=self.name, leader=leader)
 
-    @property
-    def plugins(self) -> list:
-        """The plugins this node runs while it leads (none when it may not lead)."""
-        return connected_plugins() if self.leads else []
-
     def _leader_loop(self) -> None:
+        # The wait after a failure stays below the lease's renewal period (LEASE / 5), so
+        # that a leader renews its lease in time once the database answers again.
+        retry = Retry(logger, alias=self.engine.alias, is_busy=self.engine.is_busy,
+                      cap=LEASE / 5, stop=self._stopping)
         last_lease = 0.0
         while not self._stopping.wait(LEADER_TICK):
             try:
@@ -281,10 +279,11 @@ class Node:
                     last_lease = time.monotonic()
                 if self.is_leader:
                     self._lead()
-            except Exception:
-                logger.exception("node %s: leadership failed; retrying", self.name)
-                connections[self.engine.alias].close()
+            except Exception as exc:
                 last_lease = 0.0
+                retry.failed(exc, f"node {self.name}: leadership")
+                continue
+            retry.succeeded()
         connections[self.engine.alias].close()
 
     def _lead(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from django.db import connections
 
 from ..engines.postgresql import CONTROL_CHANNEL, INSERT_CHANNEL  # only used on PostgreSQL
+from .retry import Retry
 
 logger = logging.getLogger("django_jobs.notifier")
 
@@ -44,12 +45,13 @@ class Notifier:
         return conn
 
     def _run(self) -> None:
-        backoff = 0.1
+        # The listening connection is this notifier's own (not Django's): a failure closes it.
+        retry = Retry(logger, close=self._close, stop=self._stopping)
         while not self._stopping.is_set():
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                    backoff = 0.1
+                    retry.succeeded()
                 for notify in self._conn.notifies(timeout=1.0):
                     self._dispatch(notify.channel, notify.payload)
                     if self._stopping.is_set():
@@ -57,11 +59,7 @@ class Notifier:
             except Exception as exc:
                 if self._stopping.is_set():
                     break
-                logger.warning("listen connection lost (%s); reconnecting in %.1f s", exc,
-                               backoff)
-                self._close()
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                retry.failed(exc, "listening for notifications")
         self._close()
 
     def _dispatch(self, channel: str, payload: str) -> None:

@@ -23,6 +23,8 @@ from ..engines import Engine
 from ..engines import wakeup
 from .acker import Acker
 from .process_pool import ProcessPool, runs_in_process
+
+from .retry import Retry
 from ..execution.executor import execute, failed, put_back
 from ..execution.interrupt import JobCancelled, JobInterrupted, Running
 
@@ -102,7 +104,7 @@ class Producer:
     # -- work ---------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        backoff = 0.1
+        retry = Retry(logger, alias=self.engine.alias, is_busy=self.engine.is_busy)
         while not self._stopping:
             self._wake.wait(self.poll_interval)
             self._wake.clear()
@@ -111,18 +113,11 @@ class Producer:
                 break
             try:
                 self._dispatch()
-                backoff = 0.1
             except Exception as exc:
-                if self.engine.is_busy(exc):
-                    logger.info("queue %s: database busy; fetching again in %.1f s",
-                                self.queue, backoff)
-                else:
-                    logger.exception("queue %s: fetching jobs failed; retrying in %.1f s",
-                                     self.queue, backoff)
-                connections[self.engine.alias].close()
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                retry.failed(exc, f"queue {self.queue}: fetching jobs")
                 self._wake.set()
+                continue
+            retry.succeeded()
         connections[self.engine.alias].close()
 
     def _coalesce(self) -> None:

@@ -79,7 +79,8 @@ class Command(BaseCommand):
         p.add_argument("worker", help="dotted path of the worker class")
         p.add_argument("--args", dest="job_args", type=json_object, default={},
                        help="job args as JSON")
-        p.add_argument("--timezone", default="UTC")
+        p.add_argument("--timezone", default="",
+                       help="IANA time zone (default: DJANGO_JOBS['CRON_TIMEZONE'], UTC)")
         p.add_argument("--catch-up", type=int, default=0, metavar="SECONDS")
         p.add_argument("--queue", type=queue_name)
         p.add_argument("--priority", type=int)
@@ -175,7 +176,7 @@ class Command(BaseCommand):
                 else:
                     when = ("at cluster start" if entry.expression_obj.reboot
                             else f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "never")
-                self.stdout.write(f"{entry.name}  {entry.expression!r} {entry.timezone}  "
+                self.stdout.write(f"{entry.name}  {entry.expression!r} {entry.timezone_name}  "
                                   f"{entry.worker}  next: {when}"
                                   f"{'  [paused]' if entry.paused else ''}  ({entry.source})")
             return

@@ -22,6 +22,7 @@ from ...build import validate_queue
 from ...conf import jobs_settings
 from ...exceptions import InvalidJobError
 from ...models import Job, JobState
+from ...plugins import connect_builtin_plugins, connected_plugins
 from ...runtime.node import Node
 from ...runtime.supervisor import (INDEX_ENV, PARENT_ENV, Supervisor, child_argv,
                                    resolve_processes, watch_parent)
@@ -91,7 +92,8 @@ class Command(BaseCommand):
         parser.add_argument("--node", help="Node name (default: DJANGO_JOBS['NODE'] or the "
                                            "host name).")
         parser.add_argument("--no-plugins", action="store_true",
-                            help="Never become leader: no stager, pruner or lifeline here.")
+                            help="Never become leader: no stager, pruner, lifeline or cron "
+                                 "here.")
         parser.add_argument("--grace", type=positive_float, default=None,
                             help="Seconds running jobs get to finish on SIGTERM (default: "
                                  "DJANGO_JOBS['GRACE_PERIOD'], 15).")
@@ -133,11 +135,30 @@ class Command(BaseCommand):
                                 write=self.stdout.write).run()
             sys.stdout.flush()
             sys.exit(status)
+        # The plugins own their options: a flag that overrides one rebuilds them (and the
+        # settings' ones come back when the command returns, for call_command()).
+        overrides = ({"lifeline": {"rescue_after": rescue_after}} if rescue_after is not None
+                     else {})
+        if overrides:
+            connect_builtin_plugins(**overrides)
+        try:
+            node_obj = self._run(queue_limits, node, no_plugins, grace, stop_when_empty)
+        finally:
+            if overrides:
+                connect_builtin_plugins()
+        sys.stdout.flush()
+        if node_obj.running_count() and self._from_cli:
+            # A job blocked in C did not stop; it is already put back. Its pool thread would
+            # keep the interpreter alive until the call returns (maybe never): exit now.
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(0)
+
+    def _run(self, queue_limits, node, no_plugins, grace, stop_when_empty) -> Node:
+        """Start the node, wait for SIGTERM/SIGINT (or empty queues), stop it; return it."""
         node_obj = Node(
             queues=queue_limits, name=node or jobs_settings.NODE, plugins=not no_plugins,
-            grace=jobs_settings.GRACE_PERIOD if grace is None else grace,
-            rescue_after=jobs_settings.RESCUE_AFTER if rescue_after is None else rescue_after,
-            pruner=jobs_settings.PRUNER, crontab=jobs_settings.CRONTAB)
+            grace=jobs_settings.GRACE_PERIOD if grace is None else grace)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -151,17 +172,12 @@ class Command(BaseCommand):
                     break
         finally:
             node_obj.stop()
-        sys.stdout.flush()
-        if node_obj.running_count() and self._from_cli:
-            # A job blocked in C did not stop; it is already put back. Its pool thread would
-            # keep the interpreter alive until the call returns (maybe never): exit now.
-            logging.shutdown()
-            sys.stderr.flush()
-            os._exit(0)
+        return node_obj
 
     def _banner(self, node) -> None:
         queues = ", ".join(f"{p.queue}={p.limit}" for p in node.producers.values())
-        plugins = ", ".join(p.name for p in node.plugins) or "none (--no-plugins)"
+        plugins = (", ".join(p.name for p in connected_plugins()) or "none") if node.leads \
+            else "none (--no-plugins)"
         notify = "LISTEN/NOTIFY" if node.engine.has_listen_notify else "polling"
         self.stdout.write(
             f"django_jobs node {node.name} started{self._process()}\n"
