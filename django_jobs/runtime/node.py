@@ -4,8 +4,9 @@ The node starts the acker, a producer per queue, the notifier (PostgreSQL), a he
 thread and the leadership thread that runs the plugins while this node is leader.
 
 * Heartbeat (every ``HEARTBEAT`` s): refreshes this node's producer rows, applies pause/resume
-  and scale decided elsewhere (the rows are the shared state), and stops running jobs that
-  were cancelled (``state = 'cancelled'`` in the database).
+  and scale decided elsewhere (the rows are the shared state), stops running jobs that
+  were cancelled (``state = 'cancelled'`` in the database), and writes the progress a job
+  reported but that throttling held back.
 * Queue commands (on each heartbeat, and at once when a control NOTIFY or a call in this
   process announces one): queues started and stopped at run time
   (:class:`~django_jobs.models.QueueCommand`). A stopped queue's producer fetches no more and
@@ -288,6 +289,12 @@ class Node:
             for pk in cancelled:
                 if running[pk].cancel(pk):
                     logger.info("job %s cancelled while executing", pk)
+            # Progress a job reported too soon after its previous write (reports are
+            # throttled) and has not reported since: written now, not at the job's end.
+            for producer in self.all_producers():
+                for attempt in list(producer.running.values()):
+                    if attempt.progress is not None and attempt.progress.due():
+                        attempt.progress.flush()
         self._retire_finished()
 
     def _row(self, producer: Producer, now) -> ProducerRow:
