@@ -200,3 +200,9 @@ class AdminTests(TestCase):
         self.assertIn('name="action" value="start"', page)
         self.assertEqual(page.count(">stopping</span>"), 1)
         self.assertIn("Stop everywhere", page)
+
+    def test_commands_have_a_read_only_admin_page(self):
+        django_jobs.start_queue(EXTRA, 2, node="b")
+        page = self.client.get(reverse("admin:django_jobs_queuecommand_changelist"))
+        self.assertContains(page, "extra")
+        self.assertNotContains(page, "queuecommand/add/")
