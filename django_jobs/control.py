@@ -98,11 +98,14 @@ def start_queue(queue: str, limit: int, *, node: str | None = None) -> int:
     """
     queue = validate_queue(queue)
     _check_limit(limit)
-    _record(QueueCommand.Action.START, queue, _check_node(node), limit)
+    node = _check_node(node)
     rows = Producer.objects.using(get_engine().alias)
-    if node is not None:
+    if node:
         rows = rows.filter(node=node)
-    return rows.order_by().values("node").distinct().count()
+    # Counted before the command is recorded: nodes may apply it at once.
+    reached = rows.order_by().values("node").distinct().count()
+    _record(QueueCommand.Action.START, queue, node, limit)
+    return reached
 
 
 def stop_queue(queue: str, *, node: str | None = None) -> int:
@@ -114,10 +117,13 @@ def stop_queue(queue: str, *, node: str | None = None) -> int:
     run them. Returns the number of producers that stop (none: no running node ran it).
     """
     queue = validate_queue(queue)
-    _record(QueueCommand.Action.STOP, queue, _check_node(node), None)
-    # Counted here: a JSON key test in SQL treats a missing key differently per database.
-    return sum(1 for meta in _producers(queue, node, False).values_list("meta", flat=True)
-               if not (isinstance(meta, dict) and meta.get("stopping") is True))
+    node = _check_node(node)
+    # Counted before the command is recorded (nodes may apply it at once, and the rows go),
+    # and in Python: a JSON key test in SQL treats a missing key differently per database.
+    stopping = sum(1 for meta in _producers(queue, node or None, False).values_list(
+        "meta", flat=True) if not (isinstance(meta, dict) and meta.get("stopping") is True))
+    _record(QueueCommand.Action.STOP, queue, node, None)
+    return stopping
 
 
 def _check_node(node: str | None) -> str:

@@ -41,8 +41,8 @@ class QueueCommandTestCase(RunjobsMixin, TransactionTestCase):
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE {EFFECT_TABLE}")
 
-    def start_node(self, name: str):
-        return self.start_runjobs(name, "--queue", "survival=2")
+    def start_node(self, name: str, *args: str):
+        return self.start_runjobs(name, "--queue", "survival=2", *args)
 
     def effects(self, job) -> list[str]:
         with connection.cursor() as cursor:
@@ -65,7 +65,9 @@ class QueueCommandTestCase(RunjobsMixin, TransactionTestCase):
 
 class StartStopTests(QueueCommandTestCase):
     def test_start_then_stop_on_every_node(self):
-        node = self.start_node("a")
+        # The lifeline (every 5 s) takes the jobs of producers silent for 3 s: the stopped
+        # producer's last job runs longer than that, so only its heartbeat keeps it.
+        node = self.start_node("a", "--rescue-after", "3")
         waiting = SleepWorker.enqueue({"sleep": 0}, queue=EXTRA)
         self.assertTrue(holds_for(lambda: reload(waiting).state == "available", 1.5),
                         "a queue no node runs ran a job")
@@ -76,7 +78,7 @@ class StartStopTests(QueueCommandTestCase):
         self.assertEqual(self.effects(waiting), ["a"])
 
         # Stopping: the running job finishes, nothing more is fetched.
-        long = SleepWorker.enqueue({"sleep": 3}, queue=EXTRA)
+        long = SleepWorker.enqueue({"sleep": 7}, queue=EXTRA)
         self.wait_job(long, "executing")
         self.assertEqual(django_jobs.stop_queue(EXTRA), 1)
         self.wait_rows([("a", 3, {"stopping": True})], "the producer to show as stopping")

@@ -94,6 +94,9 @@ class Node:
         self._stopping = threading.Event()
         #: Set to have the heartbeat thread read the queue commands now.
         self._poke = threading.Event()
+        #: Held while queue commands are applied, and to mark the node stopping: a queue is
+        #: never started after ``stop`` looked at the producers to stop them.
+        self._commands_lock = threading.Lock()
         #: Commands with ids up to this one predate this node; ids of the newer ones already
         #: read (applied, or meant for other nodes).
         self._command_mark = 0
@@ -146,7 +149,8 @@ class Node:
             return
         logger.info("node %s stopping: waiting up to %g s for %d running jobs", self.name,
                     self.grace, self.running_count())
-        self._stopping.set()
+        with self._commands_lock:
+            self._stopping.set()
         self._poke.set()
         for producer in self.all_producers():
             producer.stop_fetching()
@@ -310,23 +314,25 @@ class Node:
         yet, oldest first. Ids are read as a set, not from a high-water mark: on PostgreSQL
         a command's id is taken before its transaction commits, so a command may become
         visible after a newer one."""
-        if self._stopping.is_set():
-            return
         commands = list(QueueCommand.objects.using(self.engine.alias)
                         .filter(id__gt=self._command_mark).order_by("id"))
-        for command in commands:
-            if command.id in self._commands_seen or not command.applies_to(self.name):
-                continue
-            if command.action == QueueCommand.Action.START:
-                self.start_queue(command.queue, command.limit)
-            else:
-                self.stop_queue(command.queue)
-        # Those deleted since (older than the TTL) are no longer read: forget them.
-        self._commands_seen = {command.id for command in commands}
+        with self._commands_lock:
+            if self._stopping.is_set():
+                return
+            for command in commands:
+                if command.id in self._commands_seen or not command.applies_to(self.name):
+                    continue
+                if command.action == QueueCommand.Action.START:
+                    self.start_queue(command.queue, command.limit)
+                else:
+                    self.stop_queue(command.queue)
+                self._commands_seen.add(command.id)
+            # Those deleted since (older than the TTL) are no longer read: forget them.
+            self._commands_seen &= {command.id for command in commands}
 
     def start_queue(self, queue: str, limit: int) -> None:
         """Run ``queue`` on this node with ``limit``; a queue already running takes the new
-        limit (its pause state stays)."""
+        limit (its pause state stays). Called by the heartbeat thread (queue commands)."""
         rows = ProducerRow.objects.using(self.engine.alias)
         producer = self.producers.get(queue)
         if producer is not None:
@@ -347,7 +353,7 @@ class Node:
 
     def stop_queue(self, queue: str) -> None:
         """Stop fetching jobs of ``queue`` on this node; its producer retires once its jobs
-        have finished (see the module docstring)."""
+        have finished (see the module docstring). Called by the heartbeat thread."""
         producer = self.producers.get(queue)
         if producer is None:
             return
