@@ -40,6 +40,8 @@ _LAZY = {
     "retry_all_jobs": "django_jobs.control",
     "retry_job": "django_jobs.control",
     "scale_queue": "django_jobs.control",
+    "start_queue": "django_jobs.control",
+    "stop_queue": "django_jobs.control",
     "insert": "django_jobs.insertion",
     "insert_all": "django_jobs.insertion",
     "new_job": "django_jobs.build",
@@ -91,6 +93,8 @@ __all__ = [
     "retry_all_jobs",
     "retry_job",
     "scale_queue",
+    "start_queue",
+    "stop_queue",
     "stream_batch_jobs",
     "update_job",
 ]

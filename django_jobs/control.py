@@ -3,7 +3,9 @@
 Queue state lives in the producer rows (one per queue per node): pausing, resuming and scaling
 update those rows, and every node applies its rows on its next heartbeat (about a second), or
 at once on PostgreSQL, where a control NOTIFY is sent too. ``node=`` limits an operation to
-one node; ``local=True`` to the nodes running in this process.
+one node; ``local=True`` to the nodes running in this process. Starting and stopping a queue
+are recorded as :class:`~django_jobs.models.QueueCommand` rows (a queue being started has no
+producer row yet), which nodes read the same way.
 
 Job operations act on the database and return how many jobs they changed; cancelling an
 executing job also stops it on the node that runs it.
@@ -11,6 +13,7 @@ executing job also stops it on the node that runs it.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 
 from django.db import transaction
@@ -21,7 +24,7 @@ from django.utils import timezone
 from .build import validate_queue
 from .engines import get_engine
 from .exceptions import InvalidJobError
-from .models import FINISHED_STATES, Job, JobState, Producer
+from .models import FINISHED_STATES, Job, JobState, Producer, QueueCommand
 from .runtime import node as runtime_node
 from .transitions import transition
 
@@ -67,13 +70,82 @@ def resume_queue(queue: str, *, node: str | None = None, local: bool = False) ->
     return count
 
 
-def scale_queue(queue: str, limit: int, *, node: str | None = None, local: bool = False) -> int:
-    """Run up to ``limit`` jobs of ``queue`` at once on each node. Returns producers changed."""
+def _check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidJobError(f"limit must be an integer of at least 1, not {limit!r}")
+    return limit
+
+
+def scale_queue(queue: str, limit: int, *, node: str | None = None, local: bool = False) -> int:
+    """Run up to ``limit`` jobs of ``queue`` at once on each node. Returns producers changed."""
+    _check_limit(limit)
     count = _producers(queue, node, local).update(limit=limit)
     _announce({"action": "scale", "queue": queue, "limit": limit, "node": node}, local)
     return count
+
+
+def start_queue(queue: str, limit: int, *, node: str | None = None) -> int:
+    """Start running ``queue``, up to ``limit`` jobs at once, on every running node, or on the
+    nodes named ``node``; each applies it within about a second (at once on PostgreSQL).
+
+    A node that already runs ``queue`` takes the new limit, like :func:`scale_queue` (a paused
+    queue stays paused). A started queue lasts until it is stopped or its node stops: a node
+    that starts (or restarts) runs what its settings and ``--queue`` say. A ``node`` name that
+    no running node has is not an error (a node that runs no queue is unknown to the database,
+    yet it applies the command): the return value tells. Returns the number of running nodes
+    the command reaches, counted from the producer rows (nodes that run no queue are not
+    counted).
+    """
+    queue = validate_queue(queue)
+    _check_limit(limit)
+    node = _check_node(node)
+    rows = Producer.objects.using(get_engine().alias)
+    if node:
+        rows = rows.filter(node=node)
+    # Counted before the command is recorded: nodes may apply it at once.
+    reached = rows.order_by().values("node").distinct().count()
+    _record(QueueCommand.Action.START, queue, node, limit)
+    return reached
+
+
+def stop_queue(queue: str, *, node: str | None = None) -> int:
+    """Stop running ``queue`` on every node, or on the nodes named ``node``: within about a
+    second they fetch no more of its jobs; the jobs running finish (a node that shuts down
+    meanwhile puts them back as usual), then the queue's producer and its row go away.
+
+    Jobs of ``queue`` stay in the database: nodes that still run the queue (or start it later)
+    run them. Returns the number of producers that stop (none: no running node ran it).
+    """
+    queue = validate_queue(queue)
+    node = _check_node(node)
+    # Counted before the command is recorded (nodes may apply it at once, and the rows go),
+    # and in Python: a JSON key test in SQL treats a missing key differently per database.
+    stopping = sum(1 for meta in _producers(queue, node or None, False).values_list(
+        "meta", flat=True) if not (isinstance(meta, dict) and meta.get("stopping") is True))
+    _record(QueueCommand.Action.STOP, queue, node, None)
+    return stopping
+
+
+def _check_node(node: str | None) -> str:
+    if node is None:
+        return ""
+    if not isinstance(node, str) or not node.strip():
+        raise InvalidJobError(f"node must be a node name or None, not {node!r}")
+    return node
+
+
+def _record(action: str, queue: str, node: str, limit: int | None) -> None:
+    """Write the command for nodes to read, forgetting those older than the TTL, and wake the
+    nodes (NOTIFY on PostgreSQL, those of this process directly)."""
+    engine = get_engine()
+    now = timezone.now()
+    commands = QueueCommand.objects.using(engine.alias)
+    with transaction.atomic(using=engine.alias):
+        commands.filter(created_at__lt=now - datetime.timedelta(seconds=QueueCommand.TTL)
+                        ).delete()
+        commands.create(action=action, queue=queue, node=node, limit=limit, created_at=now)
+    # The command's details are in its row: the message only says "read the commands".
+    _announce({"action": "queues"}, local=False)
 
 
 def _queryset(jobs: QuerySet | Iterable[int | Job]) -> QuerySet:

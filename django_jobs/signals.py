@@ -15,6 +15,11 @@ job_started = Signal()
 #: ``duration`` (seconds running), ``queue_time`` (seconds from scheduled_at to start),
 #: ``result`` (what perform returned, or None).
 job_stopped = Signal()
+#: A running job reported its progress (``job.report_progress(value)``). Kwargs: ``job``,
+#: ``progress`` (the value). Sent in the thread running the job, on every report (writes to
+#: the database are throttled, signals are not). Sender: the worker class (the ``Job`` model
+#: for a report made outside an attempt).
+job_progress = Signal()
 #: A job attempt raised or timed out. Kwargs: ``job``, ``exception``, ``traceback`` (text),
 #: ``state`` (retryable or discarded), ``duration``.
 job_exception = Signal()

@@ -11,7 +11,7 @@ To use a custom AdminSite, register the same classes on it::
 
 from django.contrib import admin
 
-from ..models import Batch, CronEntry, Job, Peer, Producer
+from ..models import Batch, CronEntry, Job, Peer, Producer, QueueCommand
 from .batches import BatchAdmin
 from .cron import CronEntryAdmin
 from .jobs import JobAdmin
@@ -35,11 +35,17 @@ class ProducerAdmin(ReadOnlyAdmin):
     list_filter = ["queue", "paused"]
 
 
+class QueueCommandAdmin(ReadOnlyAdmin):
+    list_display = ["id", "action", "queue", "node", "limit", "created_at"]
+    list_filter = ["action", "queue"]
+
+
 admin.site.register(Job, JobAdmin)
 admin.site.register(Peer, PeerAdmin)
 admin.site.register(Producer, ProducerAdmin)
+admin.site.register(QueueCommand, QueueCommandAdmin)
 admin.site.register(CronEntry, CronEntryAdmin)
 admin.site.register(Batch, BatchAdmin)
 
 __all__ = ["BatchAdmin", "CronEntryAdmin", "JobAdmin", "PeerAdmin", "ProducerAdmin",
-           "ReadOnlyAdmin", "register_panel", "unregister_panel"]
+           "QueueCommandAdmin", "ReadOnlyAdmin", "register_panel", "unregister_panel"]

@@ -40,6 +40,10 @@ STATE_TIME = {
 RUNNABLE_NOW = (JobState.SCHEDULED, JobState.RETRYABLE)
 
 
+def _percent_text(percent: float) -> str:
+    return f"{percent:.1f}".rstrip("0").rstrip(".")
+
+
 def _plural(count: int, noun: str = "job") -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -128,8 +132,16 @@ class JobAdmin(JobActions, admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, job):
-        return format_html('<span class="jobs-badge jobs-state-{}">{}</span>', job.state,
-                           job.get_state_display())
+        badge = format_html('<span class="jobs-badge jobs-state-{}">{}</span>', job.state,
+                            job.get_state_display())
+        percent = job.progress_percent
+        if percent is None:  # no progress reported, or not a number: the meta panel shows it
+            return badge
+        return format_html('{} <span class="jobs-progress" role="progressbar" '
+                           'aria-valuemin="0" aria-valuemax="100" aria-valuenow="{}" '
+                           'title="progress {}%"><span class="jobs-progress-done" '
+                           'style="width: {}%"></span></span>', badge, percent,
+                           _percent_text(percent), percent)
 
     @admin.display(description="attempt", ordering="attempt")
     def attempts(self, job):

@@ -1,5 +1,6 @@
 """The queues page: per queue, jobs by state and each node's limit, running count and pause
-state; pause, resume and scale buttons that reach every node (``django_jobs.control``)."""
+state; pause, resume, scale, start and stop buttons that reach every node
+(``django_jobs.control``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class NodeRow:
     paused: bool
     running: int
     heartbeat_at: object
+    #: The queue was stopped on this node; its last jobs are finishing.
+    stopping: bool = False
 
 
 @dataclass
@@ -52,7 +55,12 @@ class QueueRow:
 
     @property
     def limit(self) -> int:
-        return sum(n.limit for n in self.nodes)
+        return sum(n.limit for n in self.nodes if not n.stopping)
+
+    @property
+    def stopping(self) -> bool:
+        """Stopped on every node that ran it, some jobs still finishing."""
+        return bool(self.nodes) and all(n.stopping for n in self.nodes)
 
 
 def queue_rows() -> list[QueueRow]:
@@ -77,7 +85,8 @@ def queue_rows() -> list[QueueRow]:
     for producer in Producer.objects.order_by("queue", "node"):
         row(producer.queue).nodes.append(NodeRow(
             producer.node, producer.limit, producer.paused,
-            running.get((producer.queue, str(producer.uuid)), 0), producer.heartbeat_at))
+            running.get((producer.queue, str(producer.uuid)), 0), producer.heartbeat_at,
+            stopping=isinstance(producer.meta, dict) and producer.meta.get("stopping") is True))
     return sorted(rows.values(), key=lambda r: r.name)
 
 
@@ -116,13 +125,18 @@ def apply_control(model_admin, request) -> None:
             count = control.resume_queue(queue, node=node)
             text = f"Resumed queue {queue!r}{where} ({count} producers)."
         elif action == "scale":
-            raw = request.POST.get("limit", "")
-            try:
-                limit = int(raw)
-            except ValueError:
-                raise JobsError(f"limit must be a whole number, not {raw!r}") from None
+            limit = _limit(request)
             count = control.scale_queue(queue, limit, node=node)
             text = f"Scaled queue {queue!r} to {limit}{where} ({count} producers)."
+        elif action == "start":
+            limit = _limit(request)
+            count = control.start_queue(queue, limit, node=node)
+            text = (f"Starting queue {queue!r} with limit {limit}{where} ({count} running "
+                    f"nodes{'' if count else ': none is running under that name now'}).")
+        elif action == "stop":
+            count = control.stop_queue(queue, node=node)
+            text = (f"Stopping queue {queue!r}{where} ({count} producers): running jobs "
+                    f"finish, no more are fetched.")
         else:
             raise JobsError(f"unknown queue action {action!r}")
     except (JobsError, ValueError) as exc:
@@ -130,3 +144,11 @@ def apply_control(model_admin, request) -> None:
         return
     model_admin.message_user(request, text, messages.SUCCESS)
 
+
+
+def _limit(request) -> int:
+    raw = request.POST.get("limit", "")
+    try:
+        return int(raw)
+    except ValueError:
+        raise JobsError(f"limit must be a whole number, not {raw!r}") from None

@@ -29,6 +29,7 @@ from ..engines.rows import UNREADABLE
 from ..exceptions import WorkerNotImportable
 from ..features import Attempt
 from ..models import JobState, error_entry
+from ..models.progress import ProgressReporter
 from ..registry import resolve_worker
 from ..results import Cancel, Discard, Snooze
 from .interrupt import (CancelledAtDeadline, JobCancelled, JobInterrupted, JobTimeout,
@@ -100,6 +101,11 @@ def execute(running: Running, *, reraise: bool = False,
     finally:
         if reset:
             reset_connections()
+        if running.progress is not None:
+            # The last progress reported is written before the outcome goes to the acker
+            # (an ack that keeps the row's meta keeps it).
+            running.progress.close()
+            attempt.job.progress_reporter = None
     _write_meta_updates(attempt, outcome)
     if attempt.error is not None:
         _send(signals.job_exception, worker_class, job=attempt.job, exception=attempt.error,
@@ -120,6 +126,9 @@ def _run(running: Running, attempt: Attempt, pipeline: features.Pipeline) -> Out
             attempt.result = result
             return _from_result(attempt)
     job, worker = attempt.job, attempt.worker
+    # Attached to the job perform receives (a hook may have replaced the fetched one).
+    running.progress = job.progress_reporter = ProgressReporter(
+        job, sender=type(worker), written=running.written)
     # Only a ``timeout`` method limits the run: a family of workers may use the name for a
     # plain option of its own (chunk workers: how long a chunk gathers).
     timeout = worker.timeout(job) if callable(worker.timeout) else None

@@ -84,6 +84,9 @@ class Running:
         self.timeout: float | None = None
         #: The attempt's outcome, set before the executor re-raises (testing helpers).
         self.outcome = None
+        #: Writes the progress the job reports (``Job.report_progress``); the node's heartbeat
+        #: writes a throttled value through it.
+        self.progress = None
         #: Depth of :func:`shielded` blocks; an interrupt meanwhile waits in ``deferred``.
         self.shields = 0
         self.deferred = False

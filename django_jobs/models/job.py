@@ -13,6 +13,8 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
+from .progress import JSONSetKey, ProgressReporter, check_progress, send_progress, set_in_memory
+
 QUEUE_MAX_LENGTH = 128
 WORKER_MAX_LENGTH = 255
 
@@ -114,6 +116,23 @@ def _from_db(field: models.Field, value: Any, connection: Any) -> Any:
 
 
 class JobQuerySet(models.QuerySet):
+    def write_progress(self, job: Job, value: Any) -> int:
+        """Set ``meta["progress"]`` of ``job``'s row to ``value`` while the attempt that
+        ``job`` is runs it; return the rows written (0 once it is over).
+
+        A write of one meta key, not a change of state, so it does not pass the state door.
+        It must not race the attempt's ack, which may write the whole meta: the UPDATE only
+        touches the row while it is ``executing`` by this attempt (same ``attempt`` and
+        ``attempted_by``), so a report that comes after the outcome was written, or after the
+        job was cancelled, rescued and fetched again, changes nothing.
+        """
+        by = job.attempted_by if isinstance(job.attempted_by, list) else []
+        if len(by) < 2:
+            return 0
+        return self.filter(pk=job.pk, state=JobState.EXECUTING, attempt=job.attempt,
+                           attempted_by__0=by[0], attempted_by__1=by[1]).update(
+            meta=JSONSetKey("meta", "progress", value))
+
     """The verbs of the jobs table that features build on (chains here); state changes go
     through ``Engine.transition``, never through these."""
 
@@ -338,6 +357,8 @@ class Job(models.Model):
 
     #: Set on a job returned by an insert that found an existing duplicate (unique jobs).
     conflict: bool = False
+    #: Writes :meth:`report_progress` to the row while an attempt runs (set by the executor).
+    progress_reporter: ProgressReporter | None = None
 
     def __str__(self) -> str:
         return f"{self.worker}#{self.pk or 'new'} ({self.state})"
@@ -345,6 +366,37 @@ class Job(models.Model):
     def __repr__(self) -> str:
         return (f"<Job id={self.pk} worker={self.worker!r} queue={self.queue!r} "
                 f"state={self.state!r} args={self.args!r}>")
+
+    def report_progress(self, value: Any) -> None:
+        """Report how far ``perform`` got: ``value`` is a number within 0 and 100 (a
+        percentage) or any other JSON value, kept in ``meta["progress"]``.
+
+        Under ``runjobs`` (and ``drain_queue``) it is written to the job's row, readable from
+        any connection while the job runs and kept after it ends: the first report at once,
+        then at most four writes a second, the last value always before the outcome. Elsewhere
+        (inline mode, ``perform_job``) only this object's meta changes. Sends
+        :data:`~django_jobs.signals.job_progress` every time. Raises ``InvalidJobError`` for a
+        number outside 0..100 or a value JSON cannot hold.
+        """
+        value = check_progress(value)
+        if self.progress_reporter is not None:
+            self.progress_reporter.report(value)
+        else:
+            set_in_memory(self, value)
+            send_progress(type(self), self, value)
+
+    @property
+    def progress(self) -> Any:
+        """``meta["progress"]``: the last progress reported, or None."""
+        return self.meta.get("progress") if isinstance(self.meta, dict) else None
+
+    @property
+    def progress_percent(self) -> float | None:
+        """The progress as a number within 0 and 100 when it is one, else None."""
+        value = self.progress
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100:
+            return value
+        return None
 
     @property
     def finished_at(self) -> Any:

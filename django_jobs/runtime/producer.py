@@ -175,11 +175,19 @@ class Producer:
 
     # -- stopping -----------------------------------------------------------------------------
 
-    def stop_fetching(self) -> None:
+    def stop_fetching(self, wait: bool = True) -> None:
+        """Fetch no more jobs; with ``wait``, wait (up to 5 s) for a fetch under way."""
         self._stopping = True
         wakeup.unregister(self.queue, self.wake)
         self._wake.set()
-        self._thread.join(5)
+        if wait:
+            self._thread.join(5)
+
+    @property
+    def fetching(self) -> bool:
+        """Whether the fetch loop still runs (it may claim jobs): False once it has stopped
+        after :meth:`stop_fetching`."""
+        return self._thread.is_alive()
 
     def interrupt_all(self, exc_type: type[JobInterrupted]) -> list[Running]:
         """Interrupt every running job; return those that were."""

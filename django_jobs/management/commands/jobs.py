@@ -35,6 +35,12 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def node_name(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("a node name cannot be empty")
+    return value
+
+
 def json_object(value: str) -> dict:
     try:
         parsed = json.loads(value)
@@ -65,6 +71,16 @@ class Command(BaseCommand):
         p.add_argument("queue", type=queue_name)
         p.add_argument("limit", type=positive_int)
         p.add_argument("--node", help="Only on this node.")
+        p = sub.add_parser("start-queue", help="start running a queue on the running nodes "
+                                               "(until they stop: settings decide at start)")
+        p.add_argument("queue", type=queue_name)
+        p.add_argument("--limit", type=positive_int, required=True,
+                       help="How many of its jobs run at once on each node.")
+        p.add_argument("--node", type=node_name, help="Only on the nodes of this name.")
+        p = sub.add_parser("stop-queue", help="stop running a queue: running jobs finish, "
+                                              "no more are fetched")
+        p.add_argument("queue", type=queue_name)
+        p.add_argument("--node", type=node_name, help="Only on the nodes of this name.")
         for name, text in (("cancel", "cancel jobs (stops executing ones)"),
                            ("retry", "make jobs available again"),
                            ("delete", "delete jobs that are not executing")):
@@ -110,6 +126,20 @@ class Command(BaseCommand):
             changed = control.scale_queue(options["queue"], options["limit"],
                                           node=options["node"])
             self._report(f"scaled queue {options['queue']} to {options['limit']}", changed,
+                         "producer")
+        elif action == "start-queue":
+            queue, node = options["queue"], options["node"]
+            nodes = control.start_queue(queue, options["limit"], node=node)
+            where = f"nodes named {node!r}" if node else "running nodes"
+            self.stdout.write(f"starting queue {queue} with limit {options['limit']} on "
+                              f"{nodes} {where}")
+            if not nodes:
+                self.stdout.write(f"no node {'of that name ' if node else ''}runs any queue "
+                                  f"now; a running node that runs no queue applies it too, "
+                                  f"nodes starting later use their own settings")
+        elif action == "stop-queue":
+            changed = control.stop_queue(options["queue"], node=options["node"])
+            self._report(f"stopping queue {options['queue']} (running jobs finish)", changed,
                          "producer")
         elif action in ("cancel", "retry", "delete"):
             changed = getattr(control, f"{action}_all_jobs")(options["ids"])
@@ -251,6 +281,8 @@ class Command(BaseCommand):
         lines.append("producers (one per queue and worker process; limits are per process): "
                      "node / queue / limit / paused / last heartbeat")
         for p in Producer.objects.order_by("queue", "node"):
+            stopping = isinstance(p.meta, dict) and p.meta.get("stopping") is True
             lines.append(f"  {p.node} / {p.queue} / {p.limit} / {'yes' if p.paused else 'no'}"
-                         f" / {p.heartbeat_at:%H:%M:%S}")
+                         f" / {p.heartbeat_at:%H:%M:%S}"
+                         f"{'  (stopping: its last jobs are finishing)' if stopping else ''}")
         return "\n".join(lines) + "\n"
