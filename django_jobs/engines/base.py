@@ -26,7 +26,7 @@ SQLite).
 :meth:`Engine.notify`, :meth:`Engine.announce`, :meth:`Engine.estimate_rows`,
 :meth:`Engine.is_busy`, :meth:`Engine.json_param` / ``json_placeholder``.
 
-Everything else is shared here. :mod:`django_jobs.testing.engine_contract` (run by
+Everything else is shared here. :mod:`django_jobs.contract` (run by
 ``tests/test_engine_contract.py`` against both engines) is the contract suite a third-party
 engine runs too.
 """
