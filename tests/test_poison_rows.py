@@ -9,8 +9,13 @@ import json
 from django.db import connection
 from django.db.models.signals import post_init
 from django.test import TransactionTestCase
+from django.utils import timezone
 
 from django_jobs import insert_all
+from django_jobs.engines import get_engine
+from django_jobs.outcome import Outcome
+from django_jobs.runtime.acker import Acker
+from django_jobs.signals import state_changed
 from django_jobs.engines.rows import UNREADABLE, jobs_from_rows
 from django_jobs.exceptions import WorkerNotImportable
 from django_jobs.execution.executor import execute
@@ -137,3 +142,35 @@ class PoisonRowsTests(RunjobsMixin, TransactionTestCase):
                    what="a job inserted after the odd rows completed",
                    describe=lambda: self.runjobs_report(""))
         self.assertTrue(node.alive)
+
+
+class AckerIsolationTests(TransactionTestCase):
+    """An outcome that cannot be written (here a state_changed receiver refuses one job's
+    change, as a feature's ``acked`` might on what its row holds) holds back no other."""
+
+    def test_the_others_are_written_and_the_odd_one_is_retried_apart(self):
+        jobs = insert_all([PlainWorker.new({"n": i}) for i in range(4)])
+        fetched = get_engine().fetch_jobs(QUEUE, 4, ["test", "acker"], timezone.now())
+        poison = fetched[1].pk
+        refusing = {"on": True}
+
+        def receiver(sender, changes, **kwargs):
+            if refusing["on"] and any(change.id == poison for change in changes):
+                raise RuntimeError("this job's change cannot be written")
+
+        state_changed.connect(receiver)
+        self.addCleanup(state_changed.disconnect, receiver)
+        acker = Acker(get_engine())
+        acker.start()
+        self.addCleanup(acker.stop, 10)
+        now = timezone.now()
+        for job in fetched:
+            acker.push(Outcome(job.pk, JobState.COMPLETED, now, job=job))
+        others = [job.pk for job in jobs if job.pk != poison]
+        wait_until(lambda: Job.objects.filter(pk__in=others,
+                                              state=JobState.COMPLETED).count() == 3,
+                   TIMEOUT, what="the other outcomes written")
+        self.assertEqual(Job.objects.get(pk=poison).state, JobState.EXECUTING)
+        refusing["on"] = False  # the cause goes away (a deploy): the held outcome is written
+        wait_until(lambda: Job.objects.get(pk=poison).state == JobState.COMPLETED, TIMEOUT,
+                   what="the held outcome written once it can be")
