@@ -36,7 +36,7 @@ class SMSWorker(ChunkWorker):
 
     queue = QUEUE
     size = 5
-    timeout = 0.3
+    gather_timeout = 0.3
     max_attempts = 3
 
     def process(self, jobs):
@@ -56,7 +56,7 @@ class BrokenSMS(ChunkWorker):
 
     queue = QUEUE
     size = 5
-    timeout = 0.3
+    gather_timeout = 0.3
 
     def process(self, jobs):
         CHUNKS.append([job.pk for job in jobs])
@@ -147,7 +147,7 @@ class Texts(ChunkWorker):
 
     queue = QUEUE
     size = 4
-    timeout = 0.2
+    gather_timeout = 0.2
     max_attempts = 3
 
     def process(self, jobs):
@@ -162,7 +162,7 @@ class OtherTexts(ChunkWorker):
 
     queue = QUEUE
     size = 4
-    timeout = 0.2
+    gather_timeout = 0.2
 
     def process(self, jobs):
         return scripted(jobs)
@@ -173,7 +173,7 @@ class PatientTexts(ChunkWorker):
 
     queue = QUEUE
     size = 3
-    timeout = (1, "minute")
+    gather_timeout = (1, "minute")
 
     def process(self, jobs):
         return scripted(jobs)
@@ -184,7 +184,7 @@ class SlowGather(ChunkWorker):
 
     queue = QUEUE
     size = 5
-    timeout = 5
+    gather_timeout = 5
 
     def process(self, jobs):
         return scripted(jobs)
@@ -193,7 +193,7 @@ class SlowGather(ChunkWorker):
 class ByAccount(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"args": "account"}
 
     def process(self, jobs):
@@ -203,7 +203,7 @@ class ByAccount(ChunkWorker):
 class ByAccountRegion(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"args": ["account", "region"]}
 
     def process(self, jobs):
@@ -213,7 +213,7 @@ class ByAccountRegion(ChunkWorker):
 class ByTenant(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"meta": "tenant"}
 
     def process(self, jobs):
@@ -223,7 +223,7 @@ class ByTenant(ChunkWorker):
 class ByAccountAndTenant(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"args": "account", "meta": ["tenant"]}
 
     def process(self, jobs):
@@ -235,7 +235,7 @@ class GatedTexts(ChunkWorker):
 
     queue = QUEUE
     size = 3
-    timeout = 0.5
+    gather_timeout = 0.5
 
     def process(self, jobs):
         CHUNKS.append([job.pk for job in jobs])
@@ -254,7 +254,7 @@ class Singles(ChunkWorker):
 
     queue = QUEUE
     size = 1
-    timeout = (1, "minute")
+    gather_timeout = (1, "minute")
 
     def process(self, jobs):
         return scripted(jobs)
@@ -266,7 +266,7 @@ class SlowTexts(ChunkWorker):
 
     queue = QUEUE
     size = 4
-    timeout = 0.5
+    gather_timeout = 0.5
     max_attempts = 5
 
     def process(self, jobs):
