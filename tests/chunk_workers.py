@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from django.db import connection
 
-from django_jobs import (ChunkCancel, ChunkDiscard, ChunkError, ChunkSnooze, ChunkWorker,
+from django_jobs import (Cancel, ChunkCancel, ChunkDiscard, ChunkError, ChunkSnooze, ChunkWorker,
                          Worker)
 
 QUEUE = "chunks"
@@ -271,3 +271,30 @@ class SlowTexts(ChunkWorker):
 
     def process(self, jobs):
         return scripted(jobs)
+
+
+class DecidedTexts(ChunkWorker):
+    """Chunks of 5 whose job features decide some members before ``process``: a member past
+    its ``deadline`` is cancelled, and one with ``veto`` in its args is cancelled by its
+    ``before_process`` hook. ``timeout(job)`` is the ``limit`` of the job's args (the leader's
+    bounds the chunk); ``process`` is :func:`scripted` (``stall`` holds a first run)."""
+
+    queue = QUEUE
+    size = 5
+    gather_timeout = 0.5
+    deadline = (1, "hour")
+    max_attempts = 3
+
+    def before_process(self, job):
+        if job.args.get("veto"):
+            return Cancel("vetoed by its hook")
+        return None
+
+    def timeout(self, job):
+        return job.args.get("limit")
+
+    def process(self, jobs):
+        return scripted(jobs)
+
+    def backoff(self, job):
+        return 600

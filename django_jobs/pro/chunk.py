@@ -183,6 +183,7 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
         if in_database():
             _gather(worker, leader, group)
         members = group.begin()
+        group.write()  # members a feature decided: written now, not after process
         jobs = [leader, *members]
         result = worker.process(jobs)
         verdicts, strangers = _verdicts(result, jobs)
