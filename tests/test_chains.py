@@ -237,7 +237,6 @@ class ChainOptionTests(SimpleTestCase):
         "an unknown option": {"by": "worker", "order": "fifo"},
         "an unknown by": {"by": "queue"},
         "an unknown source": {"by": {"kwargs": "account"}},
-        "two sources in one dict": {"by": {"args": "account", "meta": "tenant"}},
         "no keys": {"by": {"args": []}},
         "an empty key": {"by": {"meta": ""}},
         "a non-string key": {"by": {"args": [1]}},
@@ -262,6 +261,7 @@ class ChainOptionTests(SimpleTestCase):
         for option in (True, {}, {"by": "worker"}, {"by": {"args": "a"}},
                        {"by": {"args": ["a", "b"]}}, {"by": {"meta": ("a",)}},
                        {"by": ["worker", {"args": "a"}, {"meta": ["b"]}]},
+                       {"by": {"args": "a", "meta": "b"}},  # both sources in one dict
                        {"on_discarded": "hold", "on_cancelled": "ignore"}):
             with self.subTest(option=option):
                 class GoodChain(django_jobs.Worker):

@@ -52,15 +52,14 @@ class DecidedChunk:
     def assertStopped(self, jobs, wanted) -> None:
         """Final states ``wanted``; the decided members kept their verdicts; nothing executing;
         the stopped chunk never finished."""
-        leader, kept, late, vetoed, other = map(reload, jobs)
+        leader, _kept, late, vetoed, _other = map(reload, jobs)
         self.assertEqual(states(jobs), wanted)
         self.assertFalse(Job.objects.filter(state=EXECUTING).exists(), "a job left executing")
         self.assertIn("deadline passed", late.errors[-1]["error"])
         self.assertIn("vetoed by its hook", vetoed.errors[-1]["error"])
         self.assertEqual([e["attempt"] for e in late.errors + vetoed.errors], [1, 1])
-        self.assertNotIn(leader.pk, {job_id for job_id, lead, event, *_ in self.effects()
-                                     if event == "end" and lead == leader.pk},
-                         "the stopped chunk got to its end")
+        self.assertEqual([row for row in self.effects() if row[2] == "end" and row[1] == leader.pk],
+                         [], "the stopped chunk got to its end")
 
     def assertPutBack(self, *jobs) -> None:
         for job in map(reload, jobs):
