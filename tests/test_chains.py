@@ -501,6 +501,17 @@ class HoldIgnoreTests(EffectTable, TestCase):
         drain_queue(QUEUE, with_recursion=True)
         self.assertRanInOrder(jobs)
 
+    # Several jobs of one chain made active in one change: the first in the chain's order goes
+    # on, the others wait their turn (never two active jobs of a chain).
+    def test_jobs_of_one_idle_chain_retried_together_run_in_order(self):
+        jobs = self.accounts({"fail": True}, {"fail": True}, {}, max_attempts=1)
+        drain_queue(QUEUE, with_recursion=True)
+        self.assertEqual(states(jobs), [DISCARDED, DISCARDED, COMPLETED])
+        self.assertEqual(control.retry_all_jobs(jobs[:2]), 2)
+        self.assertEqual(states(jobs), [AVAILABLE, SUSPENDED, COMPLETED])
+        drain_queue(QUEUE, with_recursion=True)
+        self.assertEqual(self.started()[-2:], [jobs[0].pk, jobs[1].pk])
+
     def test_ignore_a_job_retried_while_its_chain_is_idle_runs_at_once(self):
         jobs = self.accounts({"fail": True}, {}, max_attempts=1)
         drain_queue(QUEUE, with_recursion=True)

@@ -262,6 +262,12 @@ class Chain(Feature):
         engine.serialize(lock_keys(chains))
         waiting = chains_with_other_active(
             using, {pk: c.meta["chain_id"] for pk, c in activated.items()})
+        # Several jobs of one chain made active together: the first in the chain's order
+        # goes on, the others wait their turn.
+        first: dict[str, int] = {}
+        for pk in sorted(set(activated) - waiting):
+            if first.setdefault(activated[pk].meta["chain_id"], pk) != pk:
+                waiting.add(pk)
         for pk in sorted(waiting):
             change = activated[pk]
             transition([pk], JobState.SUSPENDED, only_from=(change.new,),
