@@ -12,7 +12,7 @@ members' ``process`` — gives each of them an attempt with an :class:`AttemptGr
 every feature sees every job as it sees a job run alone, and no job the group took is ever
 left ``executing``::
 
-    group = AttemptGroup(worker, write=write_outcomes)      # write: the door's ack
+    group = AttemptGroup(worker, using=leader._state.db)    # outcomes written there
     try:
         group.claim(lambda: engine.claim_jobs(...))         # shielded: claimed and remembered
         jobs = group.begin()                                # the jobs ready for the work
@@ -43,9 +43,10 @@ from django.utils import timezone
 from .. import features
 from ..features import Attempt
 from ..models import JobState, error_entry
-from ..results import Cancel, Discard, Snooze
-from .interrupt import current_running, shielded
 from ..outcome import Outcome
+from ..results import Cancel, Discard, Snooze
+from ..transitions import ack
+from .interrupt import current_running, shielded
 
 logger = logging.getLogger("django_jobs.executor")
 
@@ -278,13 +279,15 @@ class AttemptGroup:
     whose outcome was decided keep it.
 
     ``worker`` is the worker instance whose features the attempts run (the group's jobs are
-    its jobs); ``write(outcomes)`` writes outcomes of jobs that are ``executing`` through the
-    door (``ack``), in one transaction per call. A group is used by one thread.
+    its jobs); ``using`` is the database alias of the jobs, where :meth:`write` acknowledges
+    their outcomes through the door (:func:`django_jobs.transitions.ack`: only jobs still
+    ``executing`` change, so a member cancelled from outside stays cancelled). A group is used
+    by one thread.
     """
 
-    def __init__(self, worker: Any, *, write: Callable[[list[Outcome]], None]) -> None:
+    def __init__(self, worker: Any, *, using: str | None = None) -> None:
         self.worker = worker
-        self._write_outcomes = write
+        self.using = using
         self._members: list[_Member] = []
         #: The members ready for the work, by ``id()`` of the job :meth:`begin` returned.
         self._ready: dict[int, _Member] = {}
@@ -341,7 +344,7 @@ class AttemptGroup:
         return member.outcome
 
     def write(self) -> None:
-        """Write every decided outcome not written yet, in one call of ``write``, shielded."""
+        """Write every decided outcome not written yet (one ``ack``), shielded."""
         pending = [m for m in self._members if m.outcome is not None and not m.written]
         if not pending:
             return
@@ -350,7 +353,7 @@ class AttemptGroup:
             outcomes = [member.outcome for member in pending]
             for outcome in outcomes:  # they ended together (completions share a statement)
                 outcome.at = now
-            self._write_outcomes(outcomes)
+            ack(outcomes, using=self.using)
             for member in pending:
                 member.written = True
 

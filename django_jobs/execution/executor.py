@@ -26,8 +26,8 @@ from ..engines.rows import UNREADABLE
 from ..exceptions import ConfigurationError, WorkerNotImportable
 from ..features import Attempt
 from ..models import JobState, error_entry
-from ..registry import resolve_worker
 from ..outcome import Outcome
+from ..registry import resolve_worker
 from .attempts import (errors_of, failed, failure, format_error, outcome_of, put_back,
                        run_after, with_meta_updates)
 from .interrupt import (CancelledAtDeadline, JobCancelled, JobInterrupted, JobTimeout,

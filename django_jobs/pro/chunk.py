@@ -51,7 +51,6 @@ lifeline rescues them all.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +67,6 @@ from ..execution.interrupt import JobInterrupted, JobTimeout, current_running, o
 from ..outcome import Outcome
 from ..models.job import Job, JobState
 from ..results import Cancel, Discard, Snooze
-from ..transitions import ack
 from ..worker import Worker
 from .partition import keys_of, parse_by
 
@@ -178,7 +176,7 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
     outcome exactly once, whatever stops the chunk: a timeout of the leader fails the members
     begun; a cancel or the node's shutdown puts back those whose outcome was not decided; an
     exception fails them. Inline mode and ``perform_job`` run the leader alone."""
-    group = AttemptGroup(worker, write=_door(leader))
+    group = AttemptGroup(worker, using=leader._state.db)
     try:
         if in_database():
             _gather(worker, leader, group)
@@ -209,11 +207,6 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
 
 #: The error entry of members put back when their chunk was stopped.
 PUT_BACK = "Put back: the chunk's leader was stopped before its chunk finished."
-
-
-def _door(leader: Job):
-    """How the members' outcomes are written: through the door, on the leader's database."""
-    return functools.partial(ack, using=leader._state.db)
 
 
 def _gather(worker: ChunkWorker, leader: Job, group: AttemptGroup) -> None:
