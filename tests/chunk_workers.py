@@ -126,7 +126,8 @@ def verdicts(jobs) -> object:
 def scripted(jobs) -> object:
     """Record ``start``; hold the longest ``sleep`` of the chunk, and ``stall`` of its jobs
     never stopped before (no error recorded: not put back, not rescued); ``raise`` in any job's
-    args: record ``raise`` and raise; else record ``end`` and return :func:`verdicts`."""
+    args: record ``raise`` and raise; ``exit``: raise SystemExit; else record ``end`` and
+    return :func:`verdicts`."""
     CHUNKS.append([job.pk for job in jobs])
     record(jobs, "start")
     hold(max(job.args.get("sleep", 0) + (0 if job.errors else job.args.get("stall", 0))
@@ -134,6 +135,8 @@ def scripted(jobs) -> object:
     if any(job.args.get("raise") for job in jobs):
         record(jobs, "raise")
         raise RuntimeError("gateway down")
+    if any(job.args.get("exit") for job in jobs):
+        raise SystemExit(3)  # a library calling sys.exit()
     result = verdicts(jobs)
     record(jobs, "end")
     return result

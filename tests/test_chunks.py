@@ -247,6 +247,11 @@ class OptionTests(SimpleTestCase):
                                                              r"BadChunk: chunk by"):
                 self.define(by=by)
 
+    def test_a_process_executor_is_refused(self):
+        with self.assertRaisesRegex(ConfigurationError, r"BadChunk: a chunk worker runs with "
+                                                        r"executor = 'thread'"):
+            self.define(executor="process")
+
     def test_a_worker_without_process(self):
         worker = type("NoProcess", (ChunkWorker,), {"__module__": __name__})
         with self.assertRaisesRegex(NotImplementedError, "must implement process"):
@@ -599,6 +604,14 @@ class ResultTests(EffectTable, TestCase):
                          (RETRYABLE, RETRYABLE, DISCARDED))
         self.assertScheduledIn(leader, 20, before)
         self.assertScheduledIn(member, 40, before)
+
+    # Every way out of process counts, SystemExit included: every job fails, none is left
+    # executing.
+    def test_a_system_exit_fails_every_job(self):
+        jobs = self.run_chunk({"exit": True}, {}, {}, counts={"failed": 1})
+        self.assertEqual([job.state for job in jobs], [RETRYABLE] * 3)
+        for job in jobs:
+            self.assertErrors(job, "SystemExit: 3")
 
     # docs/chunks.md: naming a job that is not in the chunk fails the leader with ChunkFailed,
     # and the members' outcomes are still written.

@@ -117,6 +117,11 @@ class ChunkWorker(Worker):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         path = cls.worker_path
+        if cls.executor == "process":
+            raise ConfigurationError(
+                f"{path}: a chunk worker runs with executor = 'thread': its leader claims and "
+                f"writes its members in its own attempt, which a job process killed at a "
+                f"timeout or a cancel would leave executing")
         if not callable(cls.timeout):
             raise ConfigurationError(
                 f"{path}: timeout = {cls.timeout!r}: a chunk worker's timeout is the method "
@@ -200,8 +205,8 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
     except JobInterrupted:  # the leader cancelled, the node shutting down
         group.abandon(PUT_BACK)
         raise
-    except Exception as exc:  # process raised, or gathering failed: each member fails too
-        group.fail(exc, not_begun=PUT_BACK)
+    except BaseException as exc:  # process raised (or exited), or gathering failed
+        group.fail(exc, not_begun=PUT_BACK)  # each member fails too, on its own attempts
         raise
 
 
