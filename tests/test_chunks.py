@@ -247,11 +247,6 @@ class OptionTests(SimpleTestCase):
                                                              r"BadChunk: chunk by"):
                 self.define(by=by)
 
-    def test_a_process_executor_is_refused(self):
-        with self.assertRaisesRegex(ConfigurationError, r"BadChunk: a chunk worker runs with "
-                                                        r"executor = 'thread'"):
-            self.define(executor="process")
-
     def test_a_worker_without_process(self):
         worker = type("NoProcess", (ChunkWorker,), {"__module__": __name__})
         with self.assertRaisesRegex(NotImplementedError, "must implement process"):

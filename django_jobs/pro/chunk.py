@@ -117,11 +117,6 @@ class ChunkWorker(Worker):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         path = cls.worker_path
-        if cls.executor == "process":
-            raise ConfigurationError(
-                f"{path}: a chunk worker runs with executor = 'thread': its leader claims and "
-                f"writes its members in its own attempt, which a job process killed at a "
-                f"timeout or a cancel would leave executing")
         if not callable(cls.timeout):
             raise ConfigurationError(
                 f"{path}: timeout = {cls.timeout!r}: a chunk worker's timeout is the method "
