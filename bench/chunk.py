@@ -8,7 +8,7 @@ node (plugins on) running one queue at limit 10, jobs inserted beforehand in one
 * plain: --jobs no-op jobs of a plain worker;
 * chunked: the same jobs through a chunk worker of size 100 (a leader claims 99 members in one
   statement and acks them in one);
-* trickle: a chunk worker with ``timeout`` 1 s, fed one job every 50 ms for 10 s from this
+* trickle: a chunk worker with ``gather_timeout`` 1 s, fed one job every 50 ms for 10 s from this
   process's main thread: for each chunk, the time from its oldest job's insert to the start of
   ``process`` (target: within 1.1 s).
 
@@ -109,7 +109,7 @@ def report(results: dict, runs: int, jobs: int) -> None:
     rows = [("plain", "plain worker (jobs/s)", "{:,.0f}", None),
             ("chunked", "chunk worker, size 100 (jobs/s)", "{:,.0f}", None),
             ("ratio", "  chunked / plain, run by run", "{:.1f}", (TARGET_RATIO, True)),
-            ("trickle_p50", "trickle, timeout 1 s: oldest job's wait p50 (s)", "{:.2f}",
+            ("trickle_p50", "trickle, gather_timeout 1 s: oldest job's wait p50 (s)", "{:.2f}",
              None),
             ("trickle_max", "  the longest wait (s)", "{:.2f}", (TARGET_TRICKLE_S, False))]
     print_table(results, rows, width=48)

@@ -87,7 +87,7 @@ CHUNK_TIMES: list[tuple[list[int], float]] = []
 
 class TrickleChunkWorker(ChunkWorker):
     size = 100
-    timeout = 1
+    gather_timeout = 1
 
     def process(self, jobs):
         CHUNK_TIMES.append(([job.pk for job in jobs], time.monotonic()))

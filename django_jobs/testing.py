@@ -295,7 +295,7 @@ def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None,
         job = new_job(worker, args, **options)
     worker_class = resolve_worker(job.worker)
     as_fetched(job, ["test", "perform_job"])
-    _, result = execute(Running(job, written=False), reraise=True, reset=False)
+    _, result = execute(Running(job, detached=True), reraise=True, reset=False)
     _check_result(worker_class, result)
     return result
 

@@ -9,7 +9,7 @@ from . import features, registry
 from .registry import worker_class
 from .build import build_job, class_defaults
 from .exceptions import ConfigurationError
-from .execution.executor import default_backoff
+from .execution.attempts import default_backoff
 from .insertion import insert
 from .models.job import Job
 from .results import Cancel, Discard, Snooze

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from django.db import connection
 
-from django_jobs import (ChunkCancel, ChunkDiscard, ChunkError, ChunkSnooze, ChunkWorker,
+from django_jobs import (Cancel, ChunkCancel, ChunkDiscard, ChunkError, ChunkSnooze, ChunkWorker,
                          Worker)
 
 QUEUE = "chunks"
@@ -36,7 +36,7 @@ class SMSWorker(ChunkWorker):
 
     queue = QUEUE
     size = 5
-    timeout = 0.3
+    gather_timeout = 0.3
     max_attempts = 3
 
     def process(self, jobs):
@@ -56,7 +56,7 @@ class BrokenSMS(ChunkWorker):
 
     queue = QUEUE
     size = 5
-    timeout = 0.3
+    gather_timeout = 0.3
 
     def process(self, jobs):
         CHUNKS.append([job.pk for job in jobs])
@@ -126,7 +126,8 @@ def verdicts(jobs) -> object:
 def scripted(jobs) -> object:
     """Record ``start``; hold the longest ``sleep`` of the chunk, and ``stall`` of its jobs
     never stopped before (no error recorded: not put back, not rescued); ``raise`` in any job's
-    args: record ``raise`` and raise; else record ``end`` and return :func:`verdicts`."""
+    args: record ``raise`` and raise; ``exit``: raise SystemExit; else record ``end`` and
+    return :func:`verdicts`."""
     CHUNKS.append([job.pk for job in jobs])
     record(jobs, "start")
     hold(max(job.args.get("sleep", 0) + (0 if job.errors else job.args.get("stall", 0))
@@ -134,6 +135,8 @@ def scripted(jobs) -> object:
     if any(job.args.get("raise") for job in jobs):
         record(jobs, "raise")
         raise RuntimeError("gateway down")
+    if any(job.args.get("exit") for job in jobs):
+        raise SystemExit(3)  # a library calling sys.exit()
     result = verdicts(jobs)
     record(jobs, "end")
     return result
@@ -147,7 +150,7 @@ class Texts(ChunkWorker):
 
     queue = QUEUE
     size = 4
-    timeout = 0.2
+    gather_timeout = 0.2
     max_attempts = 3
 
     def process(self, jobs):
@@ -162,7 +165,7 @@ class OtherTexts(ChunkWorker):
 
     queue = QUEUE
     size = 4
-    timeout = 0.2
+    gather_timeout = 0.2
 
     def process(self, jobs):
         return scripted(jobs)
@@ -173,7 +176,7 @@ class PatientTexts(ChunkWorker):
 
     queue = QUEUE
     size = 3
-    timeout = (1, "minute")
+    gather_timeout = (1, "minute")
 
     def process(self, jobs):
         return scripted(jobs)
@@ -184,7 +187,7 @@ class SlowGather(ChunkWorker):
 
     queue = QUEUE
     size = 5
-    timeout = 5
+    gather_timeout = 5
 
     def process(self, jobs):
         return scripted(jobs)
@@ -193,7 +196,7 @@ class SlowGather(ChunkWorker):
 class ByAccount(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"args": "account"}
 
     def process(self, jobs):
@@ -203,7 +206,7 @@ class ByAccount(ChunkWorker):
 class ByAccountRegion(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"args": ["account", "region"]}
 
     def process(self, jobs):
@@ -213,7 +216,7 @@ class ByAccountRegion(ChunkWorker):
 class ByTenant(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"meta": "tenant"}
 
     def process(self, jobs):
@@ -223,7 +226,7 @@ class ByTenant(ChunkWorker):
 class ByAccountAndTenant(ChunkWorker):
     queue = QUEUE
     size = 10
-    timeout = 0
+    gather_timeout = 0
     by = {"args": "account", "meta": ["tenant"]}
 
     def process(self, jobs):
@@ -235,7 +238,7 @@ class GatedTexts(ChunkWorker):
 
     queue = QUEUE
     size = 3
-    timeout = 0.5
+    gather_timeout = 0.5
 
     def process(self, jobs):
         CHUNKS.append([job.pk for job in jobs])
@@ -254,7 +257,7 @@ class Singles(ChunkWorker):
 
     queue = QUEUE
     size = 1
-    timeout = (1, "minute")
+    gather_timeout = (1, "minute")
 
     def process(self, jobs):
         return scripted(jobs)
@@ -266,8 +269,35 @@ class SlowTexts(ChunkWorker):
 
     queue = QUEUE
     size = 4
-    timeout = 0.5
+    gather_timeout = 0.5
     max_attempts = 5
 
     def process(self, jobs):
         return scripted(jobs)
+
+
+class DecidedTexts(ChunkWorker):
+    """Chunks of 5 whose job features decide some members before ``process``: a member past
+    its ``deadline`` is cancelled, and one with ``veto`` in its args is cancelled by its
+    ``before_process`` hook. ``timeout(job)`` is the ``limit`` of the job's args (the leader's
+    bounds the chunk); ``process`` is :func:`scripted` (``stall`` holds a first run)."""
+
+    queue = QUEUE
+    size = 5
+    gather_timeout = 0.5
+    deadline = (1, "hour")
+    max_attempts = 3
+
+    def before_process(self, job):
+        if job.args.get("veto"):
+            return Cancel("vetoed by its hook")
+        return None
+
+    def timeout(self, job):
+        return job.args.get("limit")
+
+    def process(self, jobs):
+        return scripted(jobs)
+
+    def backoff(self, job):
+        return 600

@@ -237,7 +237,6 @@ class ChainOptionTests(SimpleTestCase):
         "an unknown option": {"by": "worker", "order": "fifo"},
         "an unknown by": {"by": "queue"},
         "an unknown source": {"by": {"kwargs": "account"}},
-        "two sources in one dict": {"by": {"args": "account", "meta": "tenant"}},
         "no keys": {"by": {"args": []}},
         "an empty key": {"by": {"meta": ""}},
         "a non-string key": {"by": {"args": [1]}},
@@ -262,6 +261,7 @@ class ChainOptionTests(SimpleTestCase):
         for option in (True, {}, {"by": "worker"}, {"by": {"args": "a"}},
                        {"by": {"args": ["a", "b"]}}, {"by": {"meta": ("a",)}},
                        {"by": ["worker", {"args": "a"}, {"meta": ["b"]}]},
+                       {"by": {"args": "a", "meta": "b"}},  # both sources in one dict
                        {"on_discarded": "hold", "on_cancelled": "ignore"}):
             with self.subTest(option=option):
                 class GoodChain(django_jobs.Worker):
@@ -500,6 +500,17 @@ class HoldIgnoreTests(EffectTable, TestCase):
                          "the retried waiting job jumped its chain")
         drain_queue(QUEUE, with_recursion=True)
         self.assertRanInOrder(jobs)
+
+    # Several jobs of one chain made active in one change: the first in the chain's order goes
+    # on, the others wait their turn (never two active jobs of a chain).
+    def test_jobs_of_one_idle_chain_retried_together_run_in_order(self):
+        jobs = self.accounts({"fail": True}, {"fail": True}, {}, max_attempts=1)
+        drain_queue(QUEUE, with_recursion=True)
+        self.assertEqual(states(jobs), [DISCARDED, DISCARDED, COMPLETED])
+        self.assertEqual(control.retry_all_jobs(jobs[:2]), 2)
+        self.assertEqual(states(jobs), [AVAILABLE, SUSPENDED, COMPLETED])
+        drain_queue(QUEUE, with_recursion=True)
+        self.assertEqual(self.started()[-2:], [jobs[0].pk, jobs[1].pk])
 
     def test_ignore_a_job_retried_while_its_chain_is_idle_runs_at_once(self):
         jobs = self.accounts({"fail": True}, {}, max_attempts=1)

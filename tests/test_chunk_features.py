@@ -29,7 +29,7 @@ HOOKS: list[tuple] = []
 class SealedTexts(ChunkWorker):
     queue = QUEUE
     size = 4
-    timeout = 0.05
+    gather_timeout = 0.05
     encrypted = True
 
     def process(self, jobs):
@@ -39,7 +39,7 @@ class SealedTexts(ChunkWorker):
 class TypedTexts(ChunkWorker):
     queue = QUEUE
     size = 3
-    timeout = 0.05
+    gather_timeout = 0.05
 
     class Args:
         to = s.Str(required=True)
@@ -54,7 +54,7 @@ class TypedTexts(ChunkWorker):
 class HookedTexts(ChunkWorker):
     queue = QUEUE
     size = 3
-    timeout = 0.05
+    gather_timeout = 0.05
     deadline = (1, "hour")
 
     def before_process(self, job):

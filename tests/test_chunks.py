@@ -181,7 +181,9 @@ class OptionTests(SimpleTestCase):
 
     def test_defaults(self):
         worker = self.define()
-        self.assertEqual((worker.size, worker._chunk_timeout, worker._chunk_keys), (100, 1.0, []))
+        self.assertEqual((worker.size, worker._gather_seconds, worker._chunk_keys),
+                         (100, 1.0, []))
+        self.assertIsNone(worker().timeout(Job()))  # no run-time limit by default
 
     def test_size_is_an_integer_from_1_to_10000(self):
         for size in (1, 2, 100, 10_000):
@@ -193,21 +195,32 @@ class OptionTests(SimpleTestCase):
                                         r"10,000"):
                 self.define(size=size)
 
-    def test_timeout_forms(self):
+    def test_gather_timeout_forms(self):
         for timeout, seconds in ((0, 0.0), (5, 5.0), (0.25, 0.25),
                                  (datetime.timedelta(seconds=90), 90.0),
                                  (datetime.timedelta(milliseconds=1500), 1.5),
                                  ((2, "minutes"), 120.0), ((1, "hour"), 3600.0),
                                  ((3, "seconds"), 3.0)):
             with self.subTest(timeout=timeout):
-                self.assertEqual(self.define(timeout=timeout)._chunk_timeout, seconds)
+                self.assertEqual(self.define(gather_timeout=timeout)._gather_seconds, seconds)
 
-    def test_bad_timeouts(self):
+    def test_bad_gather_timeouts(self):
         for timeout in (-1, "1s", "5", (1, "fortnight"), (1,), ("1", "second"), True, None,
                         float("inf"), float("nan"), datetime.timedelta(seconds=-1)):
             with self.subTest(timeout=timeout), self.assertRaisesRegex(
-                    ConfigurationError, r"BadChunk: .*chunk timeout"):
+                    ConfigurationError, r"BadChunk: .*chunk gather_timeout"):
+                self.define(gather_timeout=timeout)
+
+    # `timeout` is the method that bounds a run, as for any worker: a chunk worker that still
+    # sets it as the gathering wait is told the new name.
+    def test_a_timeout_attribute_names_gather_timeout(self):
+        for timeout in (1, 0.5, (2, "minutes"), None):
+            with self.subTest(timeout=timeout), self.assertRaisesRegex(
+                    ConfigurationError, r"BadChunk: timeout = .*: a chunk worker's timeout is "
+                                        r"the method timeout\(self, job\).*gather_timeout = "):
                 self.define(timeout=timeout)
+        worker = self.define(timeout=lambda self, job: 7)
+        self.assertEqual(worker().timeout(Job()), 7)
 
     def test_by_forms(self):
         leader = w.Texts.new({"account": 7, "region": "eu"}, meta={"tenant": "t1", "shard": 2})
@@ -586,6 +599,14 @@ class ResultTests(EffectTable, TestCase):
                          (RETRYABLE, RETRYABLE, DISCARDED))
         self.assertScheduledIn(leader, 20, before)
         self.assertScheduledIn(member, 40, before)
+
+    # Every way out of process counts, SystemExit included: every job fails, none is left
+    # executing.
+    def test_a_system_exit_fails_every_job(self):
+        jobs = self.run_chunk({"exit": True}, {}, {}, counts={"failed": 1})
+        self.assertEqual([job.state for job in jobs], [RETRYABLE] * 3)
+        for job in jobs:
+            self.assertErrors(job, "SystemExit: 3")
 
     # docs/chunks.md: naming a job that is not in the chunk fails the leader with ChunkFailed,
     # and the members' outcomes are still written.

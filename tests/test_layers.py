@@ -259,3 +259,55 @@ def reading(jobs):
     return jobs.filter(state="available").values_list("state")
 '''
         self.assertEqual([f for f, _ in state_writes(source)], ["by_orm", "by_dict", "by_sql"])
+
+
+
+# -- no reaching into another module's private names --------------------------------------------
+
+
+def private_uses(module: str, source: str, is_package: bool,
+                 modules: dict[str, Path]) -> list[str]:
+    """Where ``module`` (its ``source``) uses a private (``_name``, not dunder) name of another
+    package module: ``from .other import _name``, or ``other._name`` on a module it imported
+    by name."""
+    tree = ast.parse(source)
+    found = []
+    imported: dict[str, str] = {}  # local name -> package module
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        for alias in node.names:
+            single = ast.ImportFrom(module=node.module, names=[alias], level=node.level)
+            targets = [t for t in resolve(module, is_package, single, modules) if t != module]
+            if not targets:
+                continue
+            if alias.name.startswith("_") and not alias.name.startswith("__"):
+                found.append(f"django_jobs.{module}:{node.lineno} imports {alias.name} from "
+                             f"django_jobs.{targets[0]}")
+            if targets[0].split(".")[-1] == alias.name:  # a module, imported by name
+                imported[alias.asname or alias.name] = targets[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id in imported and node.attr.startswith("_") and \
+                not node.attr.startswith("__"):
+            found.append(f"django_jobs.{module}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return found
+
+
+class PrivateNameTests(SimpleTestCase):
+    def test_no_module_uses_another_modules_private_names(self):
+        modules = package_modules()
+        found = [use for module, path in modules.items()
+                 for use in private_uses(module, path.read_text(), path.name == "__init__.py",
+                                         modules)]
+        self.assertEqual(found, [], "give what is needed a public name (and a contract)")
+
+    def test_the_scan_finds_both_kinds_of_use(self):
+        source = ("from .execution.executor import _send, execute\n"
+                  "from .engines import wakeup\n"
+                  "wakeup._listeners.clear()\n"
+                  "wakeup.register('q', print)\n")
+        uses = private_uses("testing", source, False, package_modules())
+        self.assertEqual([use.split(" ", 1)[1] for use in uses],
+                         ["imports _send from django_jobs.execution.executor",
+                          "uses wakeup._listeners"])

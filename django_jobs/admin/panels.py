@@ -29,6 +29,7 @@ from ..models import Batch, Job, JobState
 from ..registry import resolve_worker
 from ..pro import terms
 from ..pro.chain import spec_for as _chain_spec
+from ..pro.chain_queries import chain_neighbours
 from ..pro.chunk import ChunkWorker, chunk_of
 from ..pro.encrypted import SEALED, is_sealed
 from ..pro.recorded import NotRecorded, fetch_recorded
@@ -172,7 +173,7 @@ def _chain(request, job):
     meta = job.meta if isinstance(job.meta, dict) else {}
     if not meta.get("chain_id"):
         return None
-    before, after = Job.objects.using(job._state.db or "default").chain_neighbours(job)
+    before, after = chain_neighbours(job)
     waiting = None
     if job.state == JobState.SUSPENDED:
         if before is None:

@@ -34,7 +34,7 @@ def run_inline(jobs: Sequence[Job]) -> list[Job]:
     """
     for job in jobs:
         as_fetched(job, ["inline", "inline"])
-        outcome, result = execute(Running(job, written=False), reset=False)
+        outcome, result = execute(Running(job, detached=True), reset=False)
         outcome.apply_to(job)
         job.result = result
     return list(jobs)

@@ -64,12 +64,13 @@ class Running:
     returns, so an interrupt never lands in the next job of the same thread.
     """
 
-    def __init__(self, job, *, written: bool = True) -> None:
+    def __init__(self, job, *, detached: bool = False) -> None:
         self.job = job
-        #: Whether the attempt's outcome is written to the database (``runjobs``,
-        #: ``drain_queue``), or not (inline mode, ``perform_job``: the job may not even be a
-        #: row, and work reaching for other rows, such as a chunk, must not).
-        self.written = written
+        #: The attempt runs apart from the database (inline mode, ``perform_job``): its
+        #: outcome is not written, the job may not even be a row, and work inside it must not
+        #: reach for other rows (a chunk runs alone). False for ``runjobs`` and
+        #: ``drain_queue``, whose outcomes are written.
+        self.detached = detached
         self.lock = threading.Lock()
         self.active = False
         self.thread_id: int | None = None

@@ -6,8 +6,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, models
-from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
+from django.db import models
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import GreaterThan
@@ -100,21 +100,6 @@ def unique_key_sql(table: str = "") -> str:
     return (f"CASE WHEN ({table}unique_states & %s) > 0 THEN {table}unique_key END")
 
 
-#: States of a chain's head: the one job of a chain that is neither waiting nor finished.
-CHAIN_ACTIVE = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING, JobState.RETRYABLE)
-
-
-def _from_db(field: models.Field, value: Any, connection: Any) -> Any:
-    """A raw column value as the ORM would give it (JSON decoded, SQLite datetimes parsed)."""
-    if value is None:
-        return None
-    expression = field.get_col(field.model._meta.db_table)
-    for converter in (connection.ops.get_db_converters(expression)
-                      + field.get_db_converters(connection)):
-        value = converter(value, expression, connection)
-    return value
-
-
 class JobQuerySet(models.QuerySet):
     def write_progress(self, job: Job, value: Any) -> int:
         """Set ``meta["progress"]`` of ``job``'s row to ``value`` while the attempt that
@@ -132,94 +117,6 @@ class JobQuerySet(models.QuerySet):
         return self.filter(pk=job.pk, state=JobState.EXECUTING, attempt=job.attempt,
                            attempted_by__0=by[0], attempted_by__1=by[1]).update(
             meta=JSONSetKey("meta", "progress", value))
-
-    """The verbs of the jobs table that features build on (chains here); state changes go
-    through ``Engine.transition``, never through these."""
-
-    def chained(self) -> JobQuerySet:
-        """Jobs that belong to a chain (their ``chain`` column is set)."""
-        return self.filter(chain__isnull=False)
-
-    def in_chains(self, chains) -> JobQuerySet:
-        return self.filter(chain__in=list(chains))
-
-    def in_chain(self, chain: str) -> JobQuerySet:
-        return self.filter(chain=chain)
-
-    def chain_heads(self, members) -> list[dict[str, Any]]:
-        """For the chain of each job of ``members`` (ids: one job of each chain is enough)
-        that has no active job (available, scheduled, executing, retryable): its first waiting
-        (suspended) job, and the state (and ``cancelled_at``) of the job before it in the
-        chain (None when there is none).
-
-        One statement whatever the number of chains, each chain a few index probes (a chain
-        may hold thousands of finished jobs). It runs on every ack that finishes chained jobs,
-        so it is written out, in SQL that both databases run alike (plain columns only).
-        """
-        members = sorted(set(members))
-        if not members:
-            return []
-        connection = connections[self.db]
-        placeholders = ", ".join(["%s"] * len(members))
-        with connection.cursor() as cursor:
-            # m: a member of each chain; w: the chain's first waiting job (through the
-            # chain_waiting index, in its own (chain, id) order); p: the job before w
-            # (the chain index); the NOT EXISTS probes the chain_active index.
-            cursor.execute(f"""
-                SELECT w.id, w.chain, w.worker, w.queue, w.meta, w.scheduled_at,
-                       p.state, p.cancelled_at
-                FROM django_jobs_job m
-                JOIN django_jobs_job w ON w.id = (
-                    SELECT x.id FROM django_jobs_job x
-                    WHERE x.chain = m.chain AND x.state = 'suspended'
-                    ORDER BY x.chain, x.id LIMIT 1)
-                LEFT JOIN django_jobs_job p ON p.id = (
-                    SELECT y.id FROM django_jobs_job y
-                    WHERE y.chain = m.chain AND y.id < w.id
-                    ORDER BY y.chain DESC, y.id DESC LIMIT 1)
-                WHERE m.id IN ({placeholders}) AND m.chain IS NOT NULL
-                  AND NOT EXISTS (
-                    SELECT 1 FROM django_jobs_job a
-                    WHERE a.chain = m.chain
-                      AND a.state IN ('available', 'scheduled', 'executing', 'retryable'))
-            """, members)
-            rows = cursor.fetchall()
-        fields = self.model._meta
-        meta, scheduled, cancelled = (fields.get_field(name) for name in (
-            "meta", "scheduled_at", "cancelled_at"))
-        heads, seen = [], set()
-        for pk, chain, worker, queue, meta_value, scheduled_at, previous, cancelled_at in rows:
-            if pk in seen:  # two members of one chain
-                continue
-            seen.add(pk)
-            heads.append({"id": pk, "chain": chain, "worker": worker, "queue": queue,
-                          "meta": _from_db(meta, meta_value, connection),
-                          "scheduled_at": _from_db(scheduled, scheduled_at, connection),
-                          "previous": previous,
-                          "previous_cancelled_at": _from_db(cancelled, cancelled_at,
-                                                            connection)})
-        return heads
-
-    def chain_has_active(self, chain: str, *, besides: int) -> bool:
-        """Whether ``chain`` has an active job other than job ``besides``."""
-        return self.in_chain(chain).filter(state__in=CHAIN_ACTIVE).exclude(pk=besides).exists()
-
-    def waiting_chains(self, limit: int = 1000) -> list[int]:
-        """One waiting job of each chain with waiting jobs and no active one (the leader's
-        repair sweep)."""
-        active = self.filter(chain=OuterRef("chain"), state__in=CHAIN_ACTIVE)
-        return list(self.chained().filter(state=JobState.SUSPENDED).filter(~Exists(active))
-                    .order_by().values("chain").annotate(member=Min("id"))
-                    .values_list("member", flat=True)[:limit])
-
-    def chain_neighbours(self, job: Job) -> tuple[Job | None, Job | None]:
-        """The jobs before and after ``job`` in its chain (None where there is none)."""
-        chain = job.chain
-        if not chain:
-            return None, None
-        jobs = self.in_chain(chain)
-        return (jobs.filter(id__lt=job.pk).order_by("-id").first(),
-                jobs.filter(id__gt=job.pk).order_by("id").first())
 
 
 class Job(models.Model):

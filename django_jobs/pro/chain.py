@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +45,13 @@ from ..engines import get_engine
 from ..exceptions import ConfigurationError
 from ..features import Feature
 from ..jsonutil import dumps
-from ..models.job import CHAIN_ACTIVE, FINISHED_STATES, Job, JobChange, JobState
+from ..models.job import FINISHED_STATES, Job, JobChange, JobState
 from ..plugins.base import Plugin
 from ..registry import resolve_worker
 from ..transitions import KnownJob, transition
+from .chain_queries import (CHAIN_ACTIVE, chain_heads, chained, chains_with_other_active,
+                            in_chain, jobs_of, waiting_chains)
+from .partition import parse_by
 
 logger = logging.getLogger("django_jobs.chain")
 
@@ -99,26 +101,7 @@ def parse_chain(value: Any) -> ChainSpec:
     if unknown:
         raise ConfigurationError(f"unknown chain option {sorted(unknown)[0]!r} (valid: "
                                  f"{', '.join(OPTIONS)})")
-    by = value.get("by", "worker")
-    items = by if isinstance(by, list) else [by]
-    parts = []
-    for item in items:
-        if item == "worker":
-            parts.append(("worker",))
-        elif isinstance(item, Mapping) and len(item) == 1 and next(iter(item)) in ("args",
-                                                                                   "meta"):
-            source, keys = next(iter(item.items()))
-            keys = [keys] if isinstance(keys, str) else keys
-            if not isinstance(keys, (list, tuple)) or not keys or not all(
-                    isinstance(k, str) and k for k in keys):
-                raise ConfigurationError(f"chain by {source}: give a key or a list of keys, "
-                                         f"not {keys!r}")
-            parts.append((source, tuple(keys)))
-        else:
-            raise ConfigurationError(f"chain by must be 'worker', {{'args': keys}}, "
-                                     f"{{'meta': keys}} or a list of these, not {item!r}")
-    if not parts:
-        raise ConfigurationError("chain by names no partition")
+    parts = parse_by(value.get("by", "worker"), "chain by")
     policies = {}
     for name in ("on_discarded", "on_cancelled"):
         policies[name] = value.get(name, "ignore")
@@ -126,10 +109,6 @@ def parse_chain(value: Any) -> ChainSpec:
             raise ConfigurationError(f"chain {name} must be 'ignore' or 'hold', not "
                                      f"{policies[name]!r}")
     return ChainSpec(by=tuple(parts), **policies)
-
-
-#: Set while release() moves waiting jobs on (Chain.acked then has nothing to do).
-_releasing = threading.local()
 
 
 def lock_keys(chains: Iterable[str]) -> list[str]:
@@ -160,7 +139,7 @@ def release(using: str, members: Iterable[int], *,
     turn has come; the caller holds the chains' locks. With ``settle``, a chain whose last
     job was cancelled less than ``settle`` seconds ago waits (it may have been running).
     Returns the released jobs' ids with their new states."""
-    heads = Job.objects.using(using).chain_heads(members)
+    heads = chain_heads(using, members)
     if not heads:
         return {}
     now = timezone.now()
@@ -176,14 +155,12 @@ def release(using: str, members: Iterable[int], *,
         state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
         targets[state][head["id"]] = KnownJob(head["worker"], head["queue"], head["meta"],
                                               JobState.SUSPENDED)
-    _releasing.now = True
-    try:
-        for state, rows in targets.items():
-            if rows:
-                transition(list(rows), state, only_from=(JobState.SUSPENDED,), known=rows,
-                           using=using)
-    finally:
-        _releasing.now = False
+    for state, rows in targets.items():
+        if rows:
+            # Chain.acked sees these changes (suspended -> available/scheduled) as jobs made
+            # active: each is the only active job of its chain, so they stay released.
+            transition(list(rows), state, only_from=(JobState.SUSPENDED,), known=rows,
+                       using=using)
     # Under the chain locks, nothing else could have moved these waiting jobs meanwhile.
     return {pk: state for state, rows in targets.items() for pk in rows}
 
@@ -194,16 +171,16 @@ def chain_status(using: str | None = None, limit: int = 100) -> list[dict[str, A
     as ``(id, state)``, or None) and ``status``: ``running`` (the head is active), ``held``
     (the job before the first waiting one was discarded or cancelled under ``hold``: the
     reason says which and how to go on) or ``releasing`` (due now; the sweep repairs it)."""
-    jobs = Job.objects.using(using) if using else Job.objects.all()
+    jobs = jobs_of(using)
     rows = []
-    waiting = (jobs.chained().filter(state=JobState.SUSPENDED).order_by()
+    waiting = (chained(jobs).filter(state=JobState.SUSPENDED).order_by()
                .values("chain").annotate(first=Min("id"), count=Count("id"))[:limit])
     for row in waiting:
         chain = row["chain"]
         first = jobs.get(pk=row["first"])
-        head = jobs.in_chain(chain).filter(state__in=CHAIN_ACTIVE).values_list(
+        head = in_chain(jobs, chain).filter(state__in=CHAIN_ACTIVE).values_list(
             "id", "state").first()
-        before = jobs.in_chain(chain).filter(id__lt=first.pk).order_by("-id").values_list(
+        before = in_chain(jobs, chain).filter(id__lt=first.pk).order_by("-id").values_list(
             "id", "state").first()
         spec = spec_for(first.worker) or ChainSpec(by=(("worker",),))
         if head is not None:
@@ -225,7 +202,7 @@ def _members(using: str, finished: dict[str, int | None]) -> list[int]:
     members = [pk for pk in finished.values() if pk is not None]
     gone = [chain for chain, pk in finished.items() if pk is None]
     if gone:
-        members += list(Job.objects.using(using).filter(chain__in=gone, state=JobState.SUSPENDED)
+        members += list(jobs_of(using).filter(chain__in=gone, state=JobState.SUSPENDED)
                         .order_by().values("chain").annotate(member=Min("id"))
                         .values_list("member", flat=True))
     return members
@@ -264,32 +241,38 @@ class Chain(Feature):
             job.state = released.get(job.pk, job.state)
 
     def acked(self, changes: list[JobChange], using: str) -> None:
-        if getattr(_releasing, "now", False):
-            return  # our own release moving waiting jobs on
+        chained_changes = [c for c in changes if isinstance(c.meta, Mapping)
+                           and isinstance(c.meta.get("chain_id"), str)]
         # A job that finished moves its chain on, unless its attempt still runs for a moment
         # (cancelled from outside): then the sweep moves it on once the node has stopped it.
         finished: dict[str, int | None] = {}
-        for c in changes:
-            if "chain_id" in c.meta and (c.new is None or c.new in FINISHED_STATES) \
-                    and not c.still_running:
+        for c in chained_changes:
+            if (c.new is None or c.new in FINISHED_STATES) and not c.still_running:
                 kept = c.id if c.new is not None else None  # a deleted job is gone
                 finished[c.meta["chain_id"]] = finished.get(c.meta["chain_id"]) or kept
-        # A job made active from outside (retried, run now) waits its turn if its chain has
-        # another active job.
-        retried = [c for c in changes if "chain_id" in c.meta and c.new in CHAIN_ACTIVE
-                   and (c.old in FINISHED_STATES or c.old == JobState.SUSPENDED)]
-        chains = set(finished) | {c.meta["chain_id"] for c in retried}
+        # A job made active (retried or run now from outside; or released by the chain
+        # itself, which is then the chain's only active job) waits its turn again if its
+        # chain has another active job.
+        activated = {c.id: c for c in chained_changes if c.new in CHAIN_ACTIVE
+                     and (c.old in FINISHED_STATES or c.old == JobState.SUSPENDED)}
+        chains = set(finished) | {c.meta["chain_id"] for c in activated.values()}
         if not chains:
             return
         engine = get_engine(using)
         engine.serialize(lock_keys(chains))
-        jobs = Job.objects.using(using)
-        for change in retried:
-            # A job retried while another job of its chain is active waits its turn again.
-            if jobs.chain_has_active(change.meta["chain_id"], besides=change.id):
-                transition([change.id], JobState.SUSPENDED, only_from=(change.new,),
-                           known={change.id: KnownJob(change.worker, change.queue,
-                                                      change.meta, change.new)}, using=using)
+        waiting = chains_with_other_active(
+            using, {pk: c.meta["chain_id"] for pk, c in activated.items()})
+        # Several jobs of one chain made active together: the first in the chain's order
+        # goes on, the others wait their turn.
+        first: dict[str, int] = {}
+        for pk in sorted(set(activated) - waiting):
+            if first.setdefault(activated[pk].meta["chain_id"], pk) != pk:
+                waiting.add(pk)
+        for pk in sorted(waiting):
+            change = activated[pk]
+            transition([pk], JobState.SUSPENDED, only_from=(change.new,),
+                       known={pk: KnownJob(change.worker, change.queue, change.meta,
+                                           change.new)}, using=using)
         release(using, _members(using, finished))
 
 
@@ -305,7 +288,7 @@ class ChainSweep(Plugin):
 
     def run(self, node, engine, now):
         jobs = Job.objects.using(engine.alias)
-        members = jobs.waiting_chains()
+        members = waiting_chains(engine.alias)
         released = 0
         for start in range(0, len(members), 100):
             part = members[start:start + 100]

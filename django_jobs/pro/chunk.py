@@ -5,7 +5,10 @@
     class SMSWorker(ChunkWorker):
         queue = "sms"
         size = 100                     # jobs per chunk (default 100)
-        timeout = 1                    # seconds the oldest job waits for a full chunk (1 s)
+        gather_timeout = 1             # seconds the oldest job waits for a full chunk (1 s)
+
+        def timeout(self, job):        # optional: how long the whole chunk may run
+            return 30
 
         def process(self, jobs):
             results = sms_gateway.send_many([(j.args["to"], j.args["text"]) for j in jobs])
@@ -18,7 +21,7 @@ A fetched chunk job becomes the *leader* of a chunk: in its ``perform`` it claim
 or args or meta keys) with the fetch's own locking, so two leaders never take the same job; the
 claimed members are ``executing``, attempted by the leader's producer (their ``attempted_by``
 names the leader too). It calls ``process(jobs)`` when the chunk is full, or when its oldest job
-has waited ``timeout`` — meanwhile it sleeps until jobs of its queue are inserted, never
+has waited ``gather_timeout`` — meanwhile it sleeps until jobs of its queue are inserted, never
 spinning. Members count against nothing but their leader's slot, so several chunks of one
 worker run in parallel up to the queue's limit.
 
@@ -29,22 +32,27 @@ errors; the others complete. An exception fails every job of the chunk, each on 
 attempts. The members' outcomes are written together (one statement per kind); the leader's
 goes the usual way.
 
-Every member is an attempt of its own for job features, as the leader is: encrypted args are
-opened and structured args cast before ``process`` sees them, hooks run per job, and a member
-whose deadline passed is cancelled and left out of ``process``.
+The members are an :class:`~django_jobs.execution.attempts.AttemptGroup` of the leader's
+attempt: every member is an attempt of its own for job features, as the leader is (encrypted
+args opened and structured args cast before ``process`` sees them, hooks run per job, a member
+whose deadline passed cancelled and left out of ``process``), and the group writes each member
+exactly once.
 
-Cancelling the leader (or stopping its node) stops the chunk: members whose ``process`` had not
-finished go back to ``available``. Cancelling another member does not stop the chunk (as in
-Oban): that member stays cancelled, whatever ``process`` does with it. A node killed during
-``process`` leaves leader and members ``executing`` under its producer: the lifeline rescues
-them all.
+The leader's ``timeout(job)`` bounds the whole chunk (gathering and ``process``), as it bounds
+any job's ``perform``: when it passes, the leader fails with the timeout error and so does every
+member whose attempt had begun (each on its own attempts); members not begun go back to
+``available``. Cancelling the leader (or stopping its node) stops the chunk: members whose
+outcome was not decided go back to ``available``, their attempt not counted. A member a feature
+decided before ``process`` keeps that outcome in every case. Cancelling another member does not
+stop the chunk (as in Oban): that member stays cancelled, whatever ``process`` does with it. A
+node killed during ``process`` leaves leader and members ``executing`` under its producer: the
+lifeline rescues them all.
 """
 
 from __future__ import annotations
 
 import threading
-import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,15 +61,14 @@ from django.utils import timezone
 
 from ..durations import to_seconds
 from ..engines import get_engine, wakeup
-from ..transitions import ack
 from ..exceptions import ConfigurationError, JobsError
-from ..execution.executor import abandon_attempt, begin_attempt, end_attempt, put_back
-from ..execution.interrupt import JobInterrupted, current_running, on_interrupt, shielded
+from ..execution.attempts import AttemptGroup, begin, in_database
+from ..execution.interrupt import JobInterrupted, JobTimeout, current_running, on_interrupt
 from ..outcome import Outcome
-from ..features import Attempt
 from ..models.job import Job, JobState
 from ..results import Cancel, Discard, Snooze
 from ..worker import Worker
+from .partition import keys_of, parse_by
 
 
 @dataclass
@@ -94,30 +101,43 @@ class ChunkFailed(JobsError):
 
 
 class ChunkWorker(Worker):
-    """Base of chunk workers: class options ``size``, ``timeout``, ``by``; the work in
-    :meth:`process`."""
+    """Base of chunk workers: class options ``size``, ``gather_timeout``, ``by``; the work in
+    :meth:`process`; ``timeout(job)``, as for any worker, bounds the leader's whole attempt."""
 
     #: Most jobs per chunk, leader included.
     size: int = 100
     #: How long the oldest job of a chunk waits for the chunk to fill (seconds, a timedelta
     #: or ``(n, unit)``).
-    timeout: Any = 1.0
-    #: Which jobs share a chunk: ``None`` (jobs of this worker in its queue), or
-    #: ``{"args": key or [keys]}`` / ``{"meta": ...}`` (or both), whose values must match the
-    #: leader's.
+    gather_timeout: Any = 1.0
+    #: Which jobs share a chunk besides the worker (:mod:`django_jobs.pro.partition`):
+    #: ``None`` (jobs of this worker in its queue), or ``{"args": key or [keys]}`` /
+    #: ``{"meta": ...}`` (or both), whose values must match the leader's.
     by: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        path = cls.worker_path
+        if not callable(cls.timeout):
+            raise ConfigurationError(
+                f"{path}: timeout = {cls.timeout!r}: a chunk worker's timeout is the method "
+                f"timeout(self, job), which bounds a chunk's whole run; set how long a chunk "
+                f"waits to fill with gather_timeout = {cls.timeout!r}")
         if isinstance(cls.size, bool) or not isinstance(cls.size, int) or not \
                 1 <= cls.size <= 10_000:
-            raise ConfigurationError(f"{cls.worker_path}: chunk size must be an integer from "
+            raise ConfigurationError(f"{path}: chunk size must be an integer from "
                                      f"1 to 10,000, not {cls.size!r}")
         try:
-            cls._chunk_timeout = to_seconds(cls.timeout, "chunk timeout")
+            cls._gather_seconds = to_seconds(cls.gather_timeout, "chunk gather_timeout")
         except Exception as exc:
-            raise ConfigurationError(f"{cls.worker_path}: {exc}") from None
-        cls._chunk_keys = _partition(cls)
+            raise ConfigurationError(f"{path}: {exc}") from None
+        try:
+            cls._chunk_keys = keys_of(parse_by(cls.by, "chunk by")) if cls.by is not None \
+                else []
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
+        if getattr(cls, "encrypted", None) and any(s == "args" for s, _ in cls._chunk_keys):
+            raise ConfigurationError(f"{path}: an encrypted worker cannot chunk by args (they "
+                                     f"are sealed in the table); chunk by meta keys")
 
     def process(self, jobs: list[Job]) -> Any:
         """The work of a chunk; see the module docstring for what it may return."""
@@ -129,24 +149,6 @@ class ChunkWorker(Worker):
         return run_chunk(self, job)
 
 
-def _partition(worker: type) -> list[tuple[str, str]]:
-    by = worker.by
-    if by is None:
-        return []
-    if not isinstance(by, dict) or not by or set(by) - {"args", "meta"}:
-        raise ConfigurationError(f"{worker.worker_path}: chunk by must be None or a dict of "
-                                 f"'args' and/or 'meta' keys, not {by!r}")
-    keys = []
-    for source, names in by.items():
-        names = [names] if isinstance(names, str) else names
-        if not isinstance(names, (list, tuple)) or not names or not all(
-                isinstance(n, str) and n for n in names):
-            raise ConfigurationError(f"{worker.worker_path}: chunk by {source}: give a key or "
-                                     f"a list of keys, not {names!r}")
-        keys += [(source, name) for name in names]
-    return keys
-
-
 def partition_filter(worker: ChunkWorker, leader: Job) -> Q | None:
     """Besides the worker, what jobs must share to be in ``leader``'s chunk: its values of
     the ``by`` keys (None without ``by``)."""
@@ -154,7 +156,10 @@ def partition_filter(worker: ChunkWorker, leader: Job) -> Q | None:
         return None
     where = Q()
     for source, key in type(worker)._chunk_keys:
-        value = (leader.args if source == "args" else leader.meta).get(key)
+        values = leader.args if source == "args" else leader.meta
+        if not isinstance(values, Mapping):
+            raise ChunkFailed(f"chunk by {source}: the leader's {source} is not a JSON object")
+        value = values.get(key)
         if value is None:  # a JSON null and a missing key are the same "no value"
             where &= Q(**{f"{source}__{key}__isnull": True}) | Q(**{f"{source}__{key}": None})
         else:
@@ -165,54 +170,38 @@ def partition_filter(worker: ChunkWorker, leader: Job) -> Q | None:
 def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
     """Gather, process and settle one chunk led by ``leader`` (in its attempt's thread).
 
-    Each member gets an attempt of its own: its job features' ``before`` steps run before
-    ``process`` (decrypting, casting args, checking a deadline; one that short-circuits or
-    fails decides that member's outcome, and ``process`` does not see it) and their ``after``
-    steps once its outcome is known, as for a job run alone. Claiming members and writing their
-    outcomes are shielded from interruption, so a member is never claimed and forgotten, nor
-    written and then put back."""
-    members: list[Job] = []
-    early: list[Outcome] = []        # members a feature decided before process
-    ready: list[Attempt] = []        # members for process
-    written = False
+    The members are an :class:`AttemptGroup`: each gets an attempt of its own (its features'
+    ``before`` steps run before ``process``; one that short-circuits or fails decides that
+    member's outcome, and ``process`` does not see it), and the group writes each member's
+    outcome exactly once, whatever stops the chunk: a timeout of the leader fails the members
+    begun; a cancel or the node's shutdown puts back those whose outcome was not decided; an
+    exception fails them. Inline mode and ``perform_job`` run the leader alone."""
+    group = AttemptGroup(worker, using=leader._state.db)
     try:
-        running = current_running()
-        if running is not None and running.written:  # inline, perform_job: a chunk of one
-            _gather(worker, leader, type(worker).size - 1, type(worker)._chunk_timeout,
-                    members)
-            for job in members:
-                attempt, outcome = begin_attempt(job, worker)
-                if outcome is None:
-                    ready.append(attempt)
-                else:
-                    early.append(outcome)
-        jobs = [leader, *(attempt.job for attempt in ready)]
-        try:
-            result = worker.process(jobs)
-        except Exception as exc:
-            text = "".join(traceback.format_exception(exc))
-            outcomes = [end_attempt(attempt, error=exc, text=text) for attempt in ready]
-            with shielded():
-                _write(early + outcomes)
-                written = True
-            raise
+        if in_database():
+            _gather(worker, leader, group)
+        members = group.begin()
+        group.write()  # members a feature decided: written now, not after process
+        jobs = [leader, *members]
+        result = worker.process(jobs)
         verdicts, strangers = _verdicts(result, jobs)
-        outcomes = [_ended(attempt, verdicts.get(id(attempt.job))) for attempt in ready]
-        with shielded():  # written and known to be, or the interrupt waits
-            _write(early + outcomes)
-            written = True
+        for job in members:
+            _settle(group, job, verdicts.get(id(job)))
+        group.write()
         if strangers:
             raise ChunkFailed("; ".join(strangers))
         return _leader_result(verdicts.get(id(leader)))
-    except JobInterrupted:
-        # Stopped (the leader cancelled, the node shutting down, a timeout): members whose
-        # outcome is not written go back for another chunk; a feature's verdict on a member
-        # before process stands.
-        if members and not written:
-            begun = {attempt.job.pk for attempt in ready} | {outcome.id for outcome in early}
-            _write(early + [abandon_attempt(attempt, PUT_BACK) for attempt in ready]
-                   + [put_back(job, timezone.now(), PUT_BACK)
-                      for job in members if job.pk not in begun])
+    except JobTimeout as exc:
+        running = current_running()
+        seconds = running.timeout if running is not None else None
+        group.fail(exc, f"JobTimeout: the chunk of job {leader.pk} ({leader.worker}) ran "
+                        f"longer than its timeout of {seconds} s", not_begun=PUT_BACK)
+        raise
+    except JobInterrupted:  # the leader cancelled, the node shutting down
+        group.abandon(PUT_BACK)
+        raise
+    except BaseException as exc:  # process raised (or exited), or gathering failed
+        group.fail(exc, not_begun=PUT_BACK)  # each member fails too, on its own attempts
         raise
 
 
@@ -220,21 +209,12 @@ def run_chunk(worker: ChunkWorker, leader: Job) -> Any:
 PUT_BACK = "Put back: the chunk's leader was stopped before its chunk finished."
 
 
-def _write(outcomes: list[Outcome]) -> None:
-    """Write the members' outcomes through the door (one statement per kind)."""
-    if outcomes:
-        now = timezone.now()
-        for outcome in outcomes:  # they ended together: one time (completions share a statement)
-            outcome.at = now
-        ack(outcomes, using=outcomes[0].job._state.db)
-
-
-def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,
-            members: list[Job]) -> None:
-    """Claim up to ``wanted`` members into ``members`` (the caller's list: every claimed job is
-    in it even when the leader is interrupted), waiting (woken by inserts into the queue, or by an
-    interrupt of the leader; never spinning) until the chunk is full or its oldest job has
-    waited ``timeout``."""
+def _gather(worker: ChunkWorker, leader: Job, group: AttemptGroup) -> None:
+    """Claim up to ``size - 1`` members into ``group`` (shielded there: every claimed job is
+    the group's even when the leader is interrupted), waiting (woken by inserts into the queue,
+    or by an interrupt of the leader; never spinning) until the chunk is full or its oldest job
+    has waited ``gather_timeout``."""
+    wanted, timeout = type(worker).size - 1, type(worker)._gather_seconds
     engine = get_engine(leader._state.db)
     where = partition_filter(worker, leader)
     attempted_by = [*(leader.attempted_by or ["", ""])[:2], leader.pk]
@@ -248,16 +228,14 @@ def _gather(worker: ChunkWorker, leader: Job, wanted: int, timeout: float,
             oldest = min(leader.scheduled_at or now, now)
             while True:
                 inserted.clear()
-                if len(members) < wanted:
-                    with shielded():  # claimed rows are remembered, or the interrupt waits
-                        claimed = engine.claim_jobs(leader.queue, wanted - len(members),
-                                                    attempted_by, timezone.now(),
-                                                    leader.worker, where)
-                        members += claimed
+                if len(group) < wanted:
+                    claimed = group.claim(lambda: engine.claim_jobs(
+                        leader.queue, wanted - len(group), attempted_by, timezone.now(),
+                        leader.worker, where))
                     oldest = min([oldest, *(job.scheduled_at for job in claimed)])
                     oldest = min(oldest, timezone.now())
                 left = timeout - (timezone.now() - oldest).total_seconds()
-                if len(members) >= wanted or left <= 0:
+                if len(group) >= wanted or left <= 0:
                     return
                 inserted.wait(left)
     finally:
@@ -287,18 +265,18 @@ def _verdicts(result: Any, jobs: list[Job]) -> tuple[dict[int, tuple[str, Any]],
     return verdicts, strangers
 
 
-def _ended(attempt: Attempt, verdict: tuple[str, Any] | None) -> Outcome:
-    """A ready member's outcome from what ``process`` said of it (a verdict that cannot be
+def _settle(group: AttemptGroup, job: Job, verdict: tuple[str, Any] | None) -> Outcome:
+    """End a member's attempt with what ``process`` said of it (a verdict that cannot be
     applied, such as a bad snooze duration, fails the member with that error)."""
     kind, reason = verdict or ("complete", None)
     if kind == "error":
         exc = reason if isinstance(reason, BaseException) else ChunkFailed(reason)
-        return end_attempt(attempt, error=exc, text=f"ChunkError: {reason}")
+        return group.end(job, error=exc, text=f"ChunkError: {reason}")
     try:
         result = _control_result(kind, reason)
     except Exception as exc:
-        return end_attempt(attempt, error=exc)
-    return end_attempt(attempt, result)
+        return group.end(job, error=exc)
+    return group.end(job, result)
 
 
 def _control_result(kind: str, reason: Any) -> Any:
@@ -335,7 +313,7 @@ def perform_chunk(worker: type[ChunkWorker], args_list: Iterable[dict]) -> Any:
         job.state = JobState.EXECUTING
         job.attempt = 1
         job.attempted_at = timezone.now()
-        attempt, outcome = begin_attempt(job, instance)
+        attempt, outcome = begin(job, instance)
         if outcome is None:
             ready.append(attempt)
         elif attempt.error is not None:

@@ -252,7 +252,7 @@ class SMSWorker(ChunkWorker):
 
     queue = "sms"
     size = 10
-    timeout = 2
+    gather_timeout = 2
 
     def process(self, jobs):
         accepted = send_sms_batch([(job.args["to"], job.args["text"]) for job in jobs])
