@@ -144,6 +144,18 @@ class PoisonRowsTests(RunjobsMixin, TransactionTestCase):
         self.assertTrue(node.alive)
 
 
+class OutOfAttemptsTests(TransactionTestCase):
+    def test_an_available_job_out_of_attempts_gets_one_more_and_blocks_no_fetch(self):
+        jobs = insert_all([PlainWorker.new({"n": i}, max_attempts=3) for i in range(3)])
+        # No API leaves a job available with every attempt spent; a fetch must not fail on it
+        # (the attempt check would refuse attempt 4 of 3, and the whole claim with it).
+        Job.objects.filter(pk=jobs[0].pk).update(attempt=3)
+        fetched = get_engine().fetch_jobs(QUEUE, 10, ["test", "fetch"], timezone.now())
+        self.assertEqual(sorted(job.pk for job in fetched), sorted(job.pk for job in jobs))
+        odd = Job.objects.get(pk=jobs[0].pk)
+        self.assertEqual((odd.attempt, odd.max_attempts), (4, 4))
+
+
 class AckerIsolationTests(TransactionTestCase):
     """An outcome that cannot be written (here a state_changed receiver refuses one job's
     change, as a feature's ``acked`` might on what its row holds) holds back no other."""

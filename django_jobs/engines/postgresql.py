@@ -219,6 +219,10 @@ class PostgreSQLEngine(Engine):
             )
             UPDATE django_jobs_job AS job
             SET state = 'executing', attempt = job.attempt + 1,
+                -- An available job out of attempts (a row no API writes) gets one more, as
+                -- retry_job gives: the attempt check would otherwise fail the whole claim,
+                -- and the queue with it, on every fetch.
+                max_attempts = GREATEST(job.max_attempts, job.attempt + 1),
                 attempted_at = %s, attempted_by = %s::jsonb,
                 unique_key = {unique_key}
             FROM next WHERE job.id = next.id

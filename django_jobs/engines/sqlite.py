@@ -41,6 +41,9 @@ class SQLiteEngine(Engine):
         return """
             UPDATE django_jobs_job
             SET state = 'executing', attempt = attempt + 1, attempted_at = %s, attempted_by = %s,
+                -- An available job out of attempts (a row no API writes) gets one more, as
+                -- retry_job gives: the attempt check would otherwise fail the whole claim.
+                max_attempts = MAX(max_attempts, attempt + 1),
                 unique_key = {unique_key}
             WHERE id IN (
                 SELECT id FROM django_jobs_job
