@@ -115,6 +115,19 @@ class RecordedWorker(Worker):
                 "price": decimal.Decimal("9.90"), "pair": (1, 2)}
 
 
+class RecordedToWorker(Worker):
+    """Records under ``meta["price"]`` (Oban Pro's ``to:``): returns ``args["value"]`` decoded
+    from its term form, or a fixed dict."""
+
+    queue = QUEUE
+    recorded = {"to": "price", "limit": 2_000}
+
+    def perform(self, job):
+        if "value" in job.args:
+            return terms.decode(job.args["value"])
+        return {"sku": job.args.get("sku"), "price": decimal.Decimal("9.90")}
+
+
 class PlainWorker(Worker):
     """Not recorded: its return value is dropped."""
 
