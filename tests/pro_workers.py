@@ -94,6 +94,28 @@ class BusinessWorker(Worker):
         }
 
 
+class MomentWorker(Worker):
+    """Times, bytes and datetimes in structured args; returns what perform saw (recorded:
+    terms keep the types)."""
+
+    queue = QUEUE
+    recorded = True
+
+    class Args:
+        opens = s.Time(required=True)
+        closes = s.Time()
+        payload = s.Bytes()
+        when = s.DateTime()
+        slots = s.List(s.Time())
+
+    def perform(self, job):
+        args = job.args
+        values = {name: getattr(args, name) for name in ("opens", "closes", "payload", "when",
+                                                           "slots")}
+        return {**values, "types": {name: type(value).__name__
+                                    for name, value in values.items()}}
+
+
 class RecordedWorker(Worker):
     """Returns ``args["value"]`` decoded from its term form, a value terms cannot encode with
     ``args["opaque"]``, None with ``args["none"]``, a value of ``args["size"]`` random bytes

@@ -16,9 +16,9 @@ sets, decimals, datetimes and bytes keep their type; never pickle), compressed, 
 the job's meta (``meta["recorded"] = True``, ``meta["return"]``) in the same statement as the
 completion — completions stay one statement for a whole batch. With ``{"to": "price"}`` the
 value goes under ``meta["price"]`` instead, and ``meta["recorded"]`` names that key, so
-``fetch_recorded`` and the admin find it from the job alone (whatever the worker says today). A value over the limit (default
-32,000 bytes after compression) fails the attempt with an error naming its size; a value that
-cannot be encoded fails it too.
+``fetch_recorded`` and the admin find it from the job alone (whatever the worker says today).
+A value over the limit (default 32,000 bytes after compression) fails the attempt with an
+error naming its size; a value that cannot be encoded fails it too.
 """
 
 from __future__ import annotations
