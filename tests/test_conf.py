@@ -15,6 +15,7 @@ class DefaultsTests(SimpleTestCase):
         self.assertEqual(DEFAULTS["CRONTAB"], [])
         self.assertEqual(DEFAULTS["ENCRYPTION_KEYS"], [])
         self.assertIsNone(DEFAULTS["TESTING"])
+        self.assertEqual(DEFAULTS["REMOTE_WORKERS"], [])
 
     @override_settings(DJANGO_JOBS={})
     def test_empty_setting_gives_every_default(self):
