@@ -192,7 +192,7 @@ class _Criteria:
                 self.patterns[name] = _normalise(value, name)
             else:
                 self.filters[name] = value
-        if "state" in criteria:
+        if state is not None:
             self.given["state"] = state
 
     def queryset(self):

@@ -11,7 +11,9 @@ error naming the worker, and retries with backoff.
 import datetime
 import sys
 
+from django.contrib.auth.models import User
 from django.test import SimpleTestCase, TestCase, TransactionTestCase, override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 import django_jobs
@@ -126,6 +128,13 @@ class InsertTests(TestCase):
         self.assertEqual(again.pk, first.pk)
         self.assertNotEqual(other.pk, first.pk)
         self.assertEqual(Job.objects.filter(worker=INVOICE).count(), 2)
+
+    def test_the_admin_shows_a_job_whose_worker_this_deployment_lacks(self):
+        job = insert(new_job(INVOICE, {"order": 7}, queue="billing"))
+        self.client.force_login(User.objects.create_superuser("admin", "a@example.com", "pw"))
+        response = self.client.get(reverse("admin:django_jobs_job_change", args=[job.pk]))
+        self.assertContains(response, INVOICE)
+        self.assertContains(response, "&quot;order&quot;: 7")
 
 
 class CheckTests(SimpleTestCase):
