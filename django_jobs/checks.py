@@ -204,8 +204,8 @@ def _check_remote_workers(prefixes: Any) -> list:
             'example ["billing.workers"].')
     if isinstance(prefixes, (str, bytes)) or not isinstance(prefixes, (list, tuple)):
         return [Error(f"{SETTING_NAME}['REMOTE_WORKERS'] must be a list of dotted module "
-                      f"prefixes, not {prefixes!r}.", hint=hint, id="django_jobs.E020")]
+                      f"prefixes, not {prefixes!r}.", hint=hint, id="django_jobs.E021")]
     return [Error(f"{SETTING_NAME}['REMOTE_WORKERS'][{index}] is {prefix!r}, not a dotted "
-                  f"module prefix.", hint=hint, id="django_jobs.E020")
+                  f"module prefix.", hint=hint, id="django_jobs.E021")
             for index, prefix in enumerate(prefixes)
             if not isinstance(prefix, str) or not _DOTTED.fullmatch(prefix)]

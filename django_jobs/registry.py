@@ -109,7 +109,7 @@ def is_remote(path: str) -> bool:
     another deployment runs, whose jobs this one builds without importing it."""
     prefixes = jobs_settings.REMOTE_WORKERS
     if not isinstance(prefixes, (list, tuple)):
-        return False  # a malformed setting is reported by check django_jobs.E020
+        return False  # a malformed setting is reported by check django_jobs.E021
     return any(isinstance(prefix, str) and prefix
                and (path == prefix or path.startswith(prefix + "."))
                for prefix in prefixes)

@@ -3,7 +3,7 @@
 ``new_job("billing.workers.Invoice", args, queue=...)`` builds such a job without importing
 the worker: every option given per job, ``queue`` required, job-feature options refused;
 ``insert`` / ``insert_all`` write it, unique jobs included. A path outside the prefixes fails
-as before (a typo in a local worker stays an error). The setting is checked (E020). A real
+as before (a typo in a local worker stays an error). The setting is checked (E021). A real
 ``runjobs`` node that has the worker runs the job; one that lacks it fails the attempt with an
 error naming the worker, and retries with backoff.
 """
@@ -155,7 +155,7 @@ class CheckTests(SimpleTestCase):
             with self.subTest(value), override_settings(
                     DJANGO_JOBS={"REMOTE_WORKERS": value}):
                 [error] = check_settings()
-                self.assertEqual(error.id, "django_jobs.E020")
+                self.assertEqual(error.id, "django_jobs.E021")
                 self.assertIn(message, error.msg)
                 self.assertIn('["billing.workers"]', error.hint)
 
