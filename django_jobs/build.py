@@ -19,7 +19,7 @@ from .durations import to_seconds
 from .exceptions import ConfigurationError, InvalidJobError, UnknownOptionError
 from .jsonutil import round_trip
 from .models.job import QUEUE_MAX_LENGTH, Job, JobState
-from .registry import worker_class
+from .registry import check_path, is_remote, worker_class
 from .unique import parse_replace, parse_unique
 
 #: Options of ``new()``. The first group may also be class attributes of a worker.
@@ -169,7 +169,48 @@ def build_job(cls: type, args: Mapping[str, Any] | None,
         for feature, config in reversed(pipeline):
             args = feature.prepare(cls, args, options, config)
     check_options(options, pipeline, cls.worker_path)
-    merged = {**cls._defaults, **options}
+    job = _build(cls.worker_path, cls._defaults, args, options)
+    for feature, config in reversed(pipeline):
+        feature.build(job, options, config)
+    _unique_key(job)
+    return job
+
+
+#: The options of a remote worker's job that the job does not give: the ``Worker`` base's.
+#: There is no default queue: the job must name the queue the other deployment runs.
+REMOTE_DEFAULTS: dict[str, Any] = {"priority": 0, "max_attempts": 20, "tags": [],
+                                   "unique": None, "replace": None}
+
+
+def build_remote_job(path: str, args: Mapping[str, Any] | None,
+                     options: Mapping[str, Any]) -> Job:
+    """Build an unsaved job of a worker of another deployment (``path`` under
+    ``DJANGO_JOBS["REMOTE_WORKERS"]``), without importing it.
+
+    Nothing of the worker class applies: every option it would give comes from ``options``
+    (``queue`` is required), and no job feature runs (structured args, encryption,
+    deadlines...: their options are refused). ``args`` must be JSON; the node that runs the
+    job validates them.
+    """
+    for name in options:
+        if name in features.feature_options():
+            raise UnknownOptionError(
+                f"job option {name!r} belongs to a job feature, and no job feature runs for "
+                f"the remote worker {path} (this deployment does not import it)")
+    check_options(options)
+    if "queue" not in options:
+        raise InvalidJobError(f"a job of the remote worker {path} needs queue=...: the queue "
+                              f"that the deployment running it serves")
+    job = _build(path, REMOTE_DEFAULTS, {} if args is None else args, options)
+    _unique_key(job)
+    return job
+
+
+def _build(path: str, defaults: Mapping[str, Any], args: Any,
+           options: Mapping[str, Any]) -> Job:
+    """The job of worker ``path`` from its (validated) class ``defaults`` and ``options``,
+    before features complete it and its unique key is set."""
+    merged = {**defaults, **options}
     if not isinstance(args, Mapping):
         raise InvalidJobError(f"args must be a dict, not {type(args).__name__}")
     meta = options.get("meta", {})
@@ -186,7 +227,7 @@ def build_job(cls: type, args: Mapping[str, Any] | None,
     job = _unsaved_job(
         state=JobState.SCHEDULED if at is not None and at > now else JobState.AVAILABLE,
         queue=queue,
-        worker=cls.worker_path,
+        worker=path,
         args=args,
         meta=meta,
         tags=validate_tags(merged["tags"]) if "tags" in options else list(merged["tags"]),
@@ -198,21 +239,32 @@ def build_job(cls: type, args: Mapping[str, Any] | None,
     job._scheduled_now = at is None
     job._unique = unique
     job._replace = replace
-    for feature, config in reversed(pipeline):
-        feature.build(job, options, config)
+    return job
+
+
+def _unique_key(job: Job) -> None:
+    """Set the unique key and states of a job that is unique (after features changed it)."""
+    unique = job._unique
     if unique is not None:
         job.unique_key = unique.key(worker=job.worker, queue=job.queue, args=job.args,
                                     meta=job.meta)
         job.unique_states = unique.states_mask
-    return job
 
 
 def new_job(worker: type | str, args: Mapping[str, Any] | None = None, **options: Any) -> Job:
-    """Build an unsaved job for a worker class or dotted path.
+    """Build an unsaved job for a worker class or dotted path; ``insert`` / ``insert_all``
+    write it.
 
     Options: ``queue``, ``priority`` (0-9), ``max_attempts`` (>= 1), ``tags``, ``meta`` (dict),
     ``schedule_in`` (seconds, timedelta or ``(n, "minutes")``) or ``scheduled_at`` (aware
     datetime), ``unique`` and ``replace``, and the options of job features (such as
     ``deadline``). Unset options come from the worker class.
+
+    A path under ``DJANGO_JOBS["REMOTE_WORKERS"]`` names a worker of another deployment: it is
+    not imported, ``queue`` is required and the other options default to the ``Worker``
+    base's (see :func:`build_remote_job`). Any other path must import as a worker here, or
+    :class:`~django_jobs.exceptions.WorkerNotImportable` is raised.
     """
+    if isinstance(worker, str) and is_remote(check_path(worker)):
+        return build_remote_job(worker, args, options)
     return build_job(worker_class(worker), args, options)

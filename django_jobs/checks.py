@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from django.conf import settings
@@ -60,6 +61,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         errors.append(Error(f"{SETTING_NAME}['PROCESSES']: {exc}.",
                             hint="Worker processes of one runjobs: 1 (the default), a larger "
                                  "integer, or 'auto' for one per core.", id="django_jobs.E020"))
+    errors += _check_remote_workers(jobs_settings.REMOTE_WORKERS)
     testing = jobs_settings.TESTING
     if testing not in (None, "inline", "manual"):
         errors.append(Error(f"{SETTING_NAME}['TESTING'] must be None, 'inline' or 'manual', "
@@ -175,3 +177,20 @@ def _check_plugins() -> list:
     plugin's id."""
     return [Error(problem.msg, hint=problem.hint, id=PLUGIN_CHECKS.get(name, "django_jobs.E002"))
             for name, problems in builtin_problems().items() for problem in problems]
+
+
+#: A dotted module prefix: Python identifiers joined by dots.
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _check_remote_workers(prefixes: Any) -> list:
+    """``REMOTE_WORKERS``: a list of dotted module prefixes, such as ``"billing.workers"``."""
+    hint = ('A list of dotted module prefixes of workers another deployment runs, for '
+            'example ["billing.workers"].')
+    if isinstance(prefixes, (str, bytes)) or not isinstance(prefixes, (list, tuple)):
+        return [Error(f"{SETTING_NAME}['REMOTE_WORKERS'] must be a list of dotted module "
+                      f"prefixes, not {prefixes!r}.", hint=hint, id="django_jobs.E021")]
+    return [Error(f"{SETTING_NAME}['REMOTE_WORKERS'][{index}] is {prefix!r}, not a dotted "
+                  f"module prefix.", hint=hint, id="django_jobs.E021")
+            for index, prefix in enumerate(prefixes)
+            if not isinstance(prefix, str) or not _DOTTED.fullmatch(prefix)]

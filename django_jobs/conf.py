@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": [],
     # None in production; "inline" or "manual" in tests (django_jobs.testing).
     "TESTING": None,
+    # Dotted module prefixes of workers served by another deployment: new_job("billing.
+    # workers.Invoice", ...) builds their jobs without importing them.
+    "REMOTE_WORKERS": [],
 }
 
 

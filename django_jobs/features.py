@@ -180,11 +180,18 @@ def any_writers(method: str) -> bool:
 def job_writers(worker_path: str, meta: Any, method: str) -> tuple[Feature, ...]:
     """The features that take ``method`` (``inserting``, ``inserted``, ``acked``) for a job
     of worker ``worker_path`` with ``meta``: those of the worker's pipeline, then those whose
-    ``meta_key`` the meta has. (A worker that cannot be imported has no pipeline.)"""
-    try:
-        found = writers(registry.resolve_worker(worker_path), method)
-    except WorkerNotImportable:
-        found = ()
+    ``meta_key`` the meta has. (A worker that cannot be imported has no pipeline; a remote
+    one, under ``DJANGO_JOBS["REMOTE_WORKERS"]``, is not imported to find it.)"""
+    if registry.is_remote(worker_path):
+        # Another deployment's worker is never imported here; if this process defined it
+        # anyway (it runs its jobs), its pipeline applies.
+        worker = registry.defined_worker(worker_path)
+        found = writers(worker, method) if worker is not None else ()
+    else:
+        try:
+            found = writers(registry.resolve_worker(worker_path), method)
+        except WorkerNotImportable:
+            found = ()
     if _meta_writers[method] and isinstance(meta, Mapping):
         extra = tuple(f for f in _meta_writers[method] if f.meta_key in meta and f not in found)
         if extra:

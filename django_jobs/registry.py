@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from django.utils.module_loading import import_string
 
+from .conf import jobs_settings
 from .exceptions import WorkerNotImportable
 from .models.job import WORKER_MAX_LENGTH
 
@@ -60,6 +61,13 @@ def is_worker(value: object) -> bool:
     return isinstance(value, type) and value in _workers
 
 
+def defined_worker(path: str) -> type | None:
+    """The worker class defined in this process under ``path`` (not an alias), or None;
+    nothing is imported."""
+    with _lock:
+        return next((worker for worker in _workers if worker.worker_path == path), None)
+
+
 def workers() -> list[type]:
     """Every worker class defined so far (and still alive), by path."""
     with _lock:
@@ -83,10 +91,9 @@ def _by_alias(path: str) -> type | None:
     return claimants[0] if claimants else None
 
 
-@functools.lru_cache(maxsize=4096)
-def resolve_worker(path: str) -> type:
-    """The worker class for the dotted ``path`` a job stores, or the class that lists ``path``
-    in its ``aliases``; raise :class:`WorkerNotImportable` with the reason."""
+def check_path(path: object) -> str:
+    """``path`` if it can name a worker another process imports (a dotted path of at most
+    ``WORKER_MAX_LENGTH`` characters, at module level); raise :class:`WorkerNotImportable`."""
     if not isinstance(path, str) or "." not in path or len(path) > WORKER_MAX_LENGTH:
         raise WorkerNotImportable(f"worker must be a dotted path of at most "
                                   f"{WORKER_MAX_LENGTH} characters, not {path!r}")
@@ -94,6 +101,25 @@ def resolve_worker(path: str) -> type:
         raise WorkerNotImportable(
             f"worker {path} is not importable by another process: define it at module level "
             f"in an importable module")
+    return path
+
+
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is under one of ``DJANGO_JOBS["REMOTE_WORKERS"]``: a worker that
+    another deployment runs, whose jobs this one builds without importing it."""
+    prefixes = jobs_settings.REMOTE_WORKERS
+    if not isinstance(prefixes, (list, tuple)):
+        return False  # a malformed setting is reported by check django_jobs.E021
+    return any(isinstance(prefix, str) and prefix
+               and (path == prefix or path.startswith(prefix + "."))
+               for prefix in prefixes)
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve_worker(path: str) -> type:
+    """The worker class for the dotted ``path`` a job stores, or the class that lists ``path``
+    in its ``aliases``; raise :class:`WorkerNotImportable` with the reason."""
+    check_path(path)
     try:
         worker = import_string(path)
     except ImportError as exc:

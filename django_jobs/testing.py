@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import difflib
 import functools
 import datetime
 import inspect
@@ -22,6 +23,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.db import models
 from django.test import TestCase
 from django.utils import timezone
 
@@ -144,46 +146,68 @@ def _matches(pattern: Any, value: Any) -> bool:
     return pattern == value
 
 
+#: Criteria in the order failure messages name them (then the other fields, in the model's).
+_FIRST = ("worker", "queue", "args", "meta", "tags", "priority", "scheduled_at")
+def _job_fields() -> dict[str, Any]:
+    """Every column of ``Job`` (generated ones included) by name."""
+    return {field.name: field for field in Job._meta.concrete_fields}
+
+
 class _Criteria:
-    def __init__(self, *, worker: type | str | None = None, queue: str | None = None,
-                 args: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-                 tags: Sequence[str] | None = None, priority: int | None = None,
-                 scheduled_at: datetime.datetime | tuple | None = None,
-                 state: str | Sequence[str] | None = None) -> None:
-        self.given = {k: v for k, v in dict(worker=worker, queue=queue, args=args, meta=meta,
-                                            tags=tags, priority=priority,
-                                            scheduled_at=scheduled_at).items()
-                      if v is not None}
-        self.worker = _worker_path(worker) if worker is not None else None
-        self.queue = queue
-        self.args = _normalise(args, "args") if args is not None else None
-        self.meta = _normalise(meta, "meta") if meta is not None else None
-        self.tags = list(tags) if tags is not None else None
-        self.priority = priority
-        if isinstance(scheduled_at, tuple):
-            self.at, self.delta = scheduled_at
-        else:
-            self.at, self.delta = scheduled_at, TIME_DELTA
+    """What a test looks for: any ``Job`` field by name (see :func:`all_enqueued`)."""
+
+    def __init__(self, **criteria: Any) -> None:
+        fields = _job_fields()
+        unknown = [name for name in criteria if name not in fields]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], fields, n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"unknown job field {unknown[0]!r} to match{hint} (fields: "
+                            f"{', '.join(fields)})")
+        order = [*_FIRST, *(name for name in fields if name not in _FIRST)]
+        # None leaves a field that is never NULL unchecked (as before); a nullable field given
+        # None must be NULL.
+        self.given = {name: criteria[name] for name in order if name in criteria
+                      and (criteria[name] is not None or fields[name].null)}
+        state = self.given.pop("state", None)
         self.states = ([state] if isinstance(state, str) else list(state)) if state \
             else list(ENQUEUED_STATES)
+        self.filters: dict[str, Any] = {}
+        self.patterns: dict[str, Any] = {}
+        for name, value in self.given.items():
+            field = fields[name]
+            if name == "worker":
+                self.filters["worker"] = _worker_path(value)
+            elif value is None:
+                self.filters[f"{name}__isnull"] = True
+            elif isinstance(field, models.DateTimeField):
+                at, delta = _moment(name, value)
+                self.filters[f"{name}__gte"] = at - delta
+                self.filters[f"{name}__lte"] = at + delta
+            elif name == "tags":
+                if isinstance(value, str) or not isinstance(value, Sequence):
+                    raise TypeError(f"tags to match must be a list of strings, not {value!r}")
+                self.patterns[name] = list(value)
+            elif isinstance(field, models.JSONField):
+                self.patterns[name] = _normalise(value, name)
+            else:
+                self.filters[name] = value
+        if state is not None:
+            self.given["state"] = state
 
     def queryset(self):
         jobs = Job.objects.using(get_engine().alias).filter(state__in=self.states)
-        if self.worker is not None:
-            jobs = jobs.filter(worker=self.worker)
-        if self.queue is not None:
-            jobs = jobs.filter(queue=self.queue)
-        if self.priority is not None:
-            jobs = jobs.filter(priority=self.priority)
-        if self.at is not None:
-            jobs = jobs.filter(scheduled_at__gte=self.at - self.delta,
-                               scheduled_at__lte=self.at + self.delta)
-        return jobs.order_by("-id")
+        return jobs.filter(**self.filters).order_by("-id")
 
     def match(self, job: Job) -> bool:
-        return ((self.args is None or _matches(self.args, job.args))
-                and (self.meta is None or _matches(self.meta, job.meta))
-                and (self.tags is None or set(self.tags) <= set(job.tags)))
+        for name, pattern in self.patterns.items():
+            value = getattr(job, name)
+            if name == "tags":  # all present, in any order
+                if not set(pattern) <= set(value or ()):
+                    return False
+            elif not _matches(pattern, value):  # args, meta, errors, attempted_by
+                return False
+        return True
 
     def find(self) -> list[Job]:
         return [job for job in self.queryset() if self.match(job)]
@@ -191,14 +215,36 @@ class _Criteria:
     def describe(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.given.items()) or "any job"
 
+    def extra_columns(self) -> list[str]:
+        """Fields the listing of jobs shows beyond its usual ones: those looked for."""
+        return [name for name in self.given if name not in _LISTED]
 
-def _enqueued_listing(limit: int = 20) -> str:
-    jobs = list(Job.objects.using(get_engine().alias).filter(state__in=ENQUEUED_STATES)
+
+def _moment(name: str, value: Any) -> tuple[datetime.datetime, datetime.timedelta]:
+    """A datetime criterion: ``value`` within :data:`TIME_DELTA`, or ``(value, delta)``."""
+    at, delta = value if isinstance(value, tuple) and len(value) == 2 else (value, TIME_DELTA)
+    if not isinstance(at, datetime.datetime) or not isinstance(delta, datetime.timedelta):
+        raise TypeError(f"{name} to match must be a datetime or (datetime, timedelta), "
+                        f"not {value!r}")
+    if timezone.is_naive(at):
+        raise TypeError(f"{name} to match must be timezone-aware, not {at!r}")
+    return at, delta
+
+
+#: Fields every line of a failure message shows.
+_LISTED = ("id", "worker", "queue", "state", "priority", "args", "meta")
+
+
+def _listing(states: Sequence[str], extra: Sequence[str] = (), limit: int = 20) -> str:
+    jobs = list(Job.objects.using(get_engine().alias).filter(state__in=states)
                 .order_by("-id")[:limit + 1])
+    enqueued = set(states) == set(ENQUEUED_STATES)
     if not jobs:
-        return "No jobs are enqueued."
-    lines = [f"Enqueued jobs (newest first{', first ' + str(limit) if len(jobs) > limit else ''}):"]
-    lines += [_describe(job) for job in jobs[:limit]]
+        return "No jobs are enqueued." if enqueued else \
+            f"No jobs are {' or '.join(sorted(states))}."
+    what = "Enqueued jobs" if enqueued else f"Jobs {' or '.join(sorted(states))}"
+    lines = [f"{what} (newest first{', first ' + str(limit) if len(jobs) > limit else ''}):"]
+    lines += [_describe(job, extra) for job in jobs[:limit]]
     return "\n".join(lines)
 
 
@@ -207,28 +253,42 @@ def _trim(value: Any, width: int = 120) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _describe(job: Job) -> str:
+def _describe(job: Job, extra: Sequence[str] = ()) -> str:
     return (f"  #{job.pk} {job.worker} queue={job.queue} state={job.state} "
             f"priority={job.priority} args={_trim(job.args)}"
-            + (f" meta={_trim(job.meta)}" if job.meta else ""))
+            + (f" meta={_trim(job.meta)}" if job.meta else "")
+            + "".join(f" {name}={_trim(getattr(job, name))}" for name in extra))
 
 
 def all_enqueued(**criteria: Any) -> list[Job]:
     """Enqueued jobs (available, scheduled or suspended) matching ``criteria``, newest first.
 
-    Criteria: ``worker`` (class or dotted path), ``queue``, ``args`` and ``meta`` (recursive
-    subsets, compared after a JSON round trip; :data:`ANY` matches any value), ``tags`` (all
-    present), ``priority``, ``scheduled_at`` (a datetime, within 1 s, or ``(datetime,
-    timedelta)``), ``state`` (to look at other states).
+    A criterion is any field of :class:`~django_jobs.models.Job` by name:
+
+    * ``worker``: a worker class or its dotted path;
+    * ``args``, ``meta``: recursive subsets, compared after a JSON round trip (:data:`ANY`
+      matches any value); ``errors`` and ``attempted_by`` match the same way (a list matches
+      element by element: ``errors=[{"attempt": 1, "error": ANY}]``);
+    * ``tags``: all present;
+    * every datetime (``scheduled_at``, ``inserted_at``, ``attempted_at``, ``completed_at``,
+      ...): a datetime, matched within 1 s, or ``(datetime, timedelta)``;
+    * ``state``: a state or a list of them, to look at other states than the enqueued ones;
+    * any other field (``queue``, ``priority``, ``attempt``, ``max_attempts``, ``id``...):
+      equal.
+
+    ``None`` matches a NULL in a field that may be NULL (``completed_at=None``) and is ignored
+    for the others. An unknown field name is a ``TypeError`` naming the closest one.
     """
     return _Criteria(**criteria).find()
 
 
 def assert_enqueued(*, timeout: float | None = None, **criteria: Any) -> Job:
-    """Assert that a job matching ``criteria`` is enqueued; return the newest match.
+    """Assert that a job matching ``criteria`` (as :func:`all_enqueued`) is enqueued; return
+    the newest match.
 
     With ``timeout`` (seconds), keep looking until one appears. The failure message lists the
-    criteria and the jobs that were enqueued.
+    criteria and the jobs that were enqueued (in the states looked at), with the fields looked
+    for.
     """
     wanted = _Criteria(**criteria)
     deadline = time.monotonic() + (timeout or 0)
@@ -239,18 +299,19 @@ def assert_enqueued(*, timeout: float | None = None, **criteria: Any) -> Job:
         if time.monotonic() >= deadline:
             raise AssertionError(f"Expected a job matching {wanted.describe()}"
                                  f"{f' within {timeout} s' if timeout else ''}, found none.\n"
-                                 f"{_enqueued_listing()}")
+                                 f"{_listing(wanted.states, wanted.extra_columns())}")
         time.sleep(_POLL)
 
 
 def assert_not_enqueued(*, timeout: float | None = None, **criteria: Any) -> None:
-    """Assert that no job matching ``criteria`` is enqueued (for ``timeout`` seconds)."""
+    """Assert that no job matching ``criteria`` (as :func:`all_enqueued`) is enqueued (for
+    ``timeout`` seconds)."""
     wanted = _Criteria(**criteria)
     deadline = time.monotonic() + (timeout or 0)
     while True:
         found = wanted.find()
         if found:
-            listing = "\n".join(_describe(job) for job in found[:20])
+            listing = "\n".join(_describe(job, wanted.extra_columns()) for job in found[:20])
             raise AssertionError(f"Expected no job matching {wanted.describe()}, found "
                                  f"{len(found)}:\n{listing}")
         if time.monotonic() >= deadline:
@@ -277,22 +338,31 @@ def _check_result(worker: type, result: Any) -> None:
         pass  # any value completes the job; recorded results check JSON themselves
 
 
-def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None,
-                **options: Any) -> Any:
+def perform_job(worker: type | str | Job, args: Mapping[str, Any] | None = None, *,
+                attempt: int | None = None, **options: Any) -> Any:
     """Build a job as ``new()`` would and run it now, in this thread, through the same
     executor and job features as ``runjobs`` (hooks, decryption, recorded results...).
 
     ``worker`` is a Worker class, its dotted path, or an existing job (then ``args`` and
-    options must not be given). The job is not written. Returns what ``perform`` returned (or
-    the result a job feature short-circuited it with), after checking it is a valid result;
-    exceptions from ``perform`` propagate.
+    options must not be given). ``attempt`` runs the job as its Nth attempt (1 to its
+    ``max_attempts``; default: the attempt after the job's own, so 1 for a new job):
+    ``job.attempt`` is N inside ``perform``, and what follows a failure is decided for that
+    attempt (the worker's ``backoff``; the last attempt is discarded). The job is not
+    written. Returns what ``perform`` returned (or the result a job feature short-circuited
+    it with), after checking it is a valid result; exceptions from ``perform`` propagate.
     """
     if isinstance(worker, Job):
         if args is not None or options:
-            raise TypeError("perform_job(job) takes no args or options")
+            raise TypeError("perform_job(job) takes no args or options (attempt= only)")
         job = copy.copy(worker)  # the caller's job is left as it was
     else:
         job = new_job(worker, args, **options)
+    if attempt is not None:
+        if (isinstance(attempt, bool) or not isinstance(attempt, int)
+                or not 1 <= attempt <= job.max_attempts):
+            raise InvalidJobError(f"attempt must be an integer from 1 to the job's "
+                                  f"max_attempts ({job.max_attempts}), not {attempt!r}")
+        job.attempt = attempt - 1  # as_fetched counts the attempt that starts now
     worker_class = resolve_worker(job.worker)
     as_fetched(job, ["test", "perform_job"])
     _, result = execute(Running(job, detached=True), reraise=True, reset=False)
@@ -378,9 +448,9 @@ class JobsTestMixin:
     def all_enqueued(self, **criteria: Any) -> list[Job]:
         return all_enqueued(**criteria)
 
-    def perform_job(self, worker: type | str | Job, args: Mapping[str, Any] | None = None,
-                    **options: Any) -> Any:
-        return perform_job(worker, args, **options)
+    def perform_job(self, worker: type | str | Job, args: Mapping[str, Any] | None = None, *,
+                    attempt: int | None = None, **options: Any) -> Any:
+        return perform_job(worker, args, attempt=attempt, **options)
 
     def perform_chunk(self, worker: type, args_list: Any) -> Any:
         return perform_chunk(worker, args_list)

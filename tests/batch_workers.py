@@ -11,7 +11,8 @@
   several nodes.
 * :class:`CallbackOnly`: the callback worker of heterogeneous batches (its own queue);
   :class:`CompletedOnly`: a worker with one handler.
-* :class:`NoHandler`, :class:`CustomIdWorker`: for the API's errors and ``gen_id``.
+* :class:`NoHandler`, :class:`PlainWithHandler`, :class:`CustomIdWorker`: for the API's
+  errors and ``gen_id``.
 
 ``BATCH_TEST_KILL`` (environment, read at import: set only for the runjobs children of the
 kill test, never in the test process, whose transitions it would slow down): ``after_commit``
@@ -159,6 +160,21 @@ class CompletedOnly(BatchWorker):
 
     def handle_completed(self, job):
         return None
+
+
+class PlainWithHandler(Worker):
+    """Not a batch worker, though it has a handler's name: refused as a callback worker (its
+    callback jobs would run ``perform``, never ``handle_completed``)."""
+
+    queue = CALLBACK_QUEUE
+    #: What ran, in this process.
+    ran: list = []
+
+    def perform(self, job):
+        PlainWithHandler.ran.append(("perform", dict(job.meta)))
+
+    def handle_completed(self, job):
+        PlainWithHandler.ran.append(("handle_completed", dict(job.meta)))
 
 
 class NoHandler(BatchWorker):

@@ -94,6 +94,28 @@ class BusinessWorker(Worker):
         }
 
 
+class MomentWorker(Worker):
+    """Times, bytes and datetimes in structured args; returns what perform saw (recorded:
+    terms keep the types)."""
+
+    queue = QUEUE
+    recorded = True
+
+    class Args:
+        opens = s.Time(required=True)
+        closes = s.Time()
+        payload = s.Bytes()
+        when = s.DateTime()
+        slots = s.List(s.Time())
+
+    def perform(self, job):
+        args = job.args
+        values = {name: getattr(args, name) for name in ("opens", "closes", "payload", "when",
+                                                           "slots")}
+        return {**values, "types": {name: type(value).__name__
+                                    for name, value in values.items()}}
+
+
 class RecordedWorker(Worker):
     """Returns ``args["value"]`` decoded from its term form, a value terms cannot encode with
     ``args["opaque"]``, None with ``args["none"]``, a value of ``args["size"]`` random bytes
@@ -113,6 +135,19 @@ class RecordedWorker(Worker):
             return random.Random(job.args["size"]).randbytes(job.args["size"])
         return {"n": job.args.get("n", 0), "at": datetime.date(2026, 12, 2),
                 "price": decimal.Decimal("9.90"), "pair": (1, 2)}
+
+
+class RecordedToWorker(Worker):
+    """Records under ``meta["price"]`` (Oban Pro's ``to:``): returns ``args["value"]`` decoded
+    from its term form, or a fixed dict."""
+
+    queue = QUEUE
+    recorded = {"to": "price", "limit": 2_000}
+
+    def perform(self, job):
+        if "value" in job.args:
+            return terms.decode(job.args["value"])
+        return {"sku": job.args.get("sku"), "price": decimal.Decimal("9.90")}
 
 
 class PlainWorker(Worker):

@@ -291,14 +291,25 @@ class NewBatchTests(BatchAssertions, TestCase):
             "a batch worker with none": lambda: w.NoHandler.new_batch([{}]),
             "as the callback worker": lambda: django_jobs.new_batch(
                 [w.PlainMember.new({})], batch_callback_worker=w.NoHandler),
-            "a plain worker": lambda: django_jobs.new_batch(
-                [w.PlainMember.new({}), w.MailingWorker.new({})],
-                batch_callback_worker=w.PlainMember),
         }
         for label, call in cases.items():
             with self.subTest(label), self.assertRaisesRegex(InvalidJobError,
                                                              r"defines no handler"):
                 call()
+
+    def test_a_worker_that_is_not_a_batch_worker_is_refused_as_callback_worker(self):
+        for callback_worker in (w.PlainWithHandler, w.PlainWithHandler.worker_path,
+                                w.PlainMember):
+            jobs = [w.PlainMember.new({}), w.MailingWorker.new({})]
+            with self.subTest(callback_worker=callback_worker), self.assertRaisesMessage(
+                    InvalidJobError, "is not a BatchWorker: callback jobs run "
+                                     "BatchWorker.perform, which calls the handler") as caught:
+                django_jobs.new_batch(jobs, batch_callback_worker=callback_worker)
+            self.assertIn("batch callback worker tests.batch_workers.Plain",
+                          str(caught.exception))
+        with self.assertRaisesMessage(InvalidJobError, "is not a BatchWorker"):
+            w.MailingWorker.new_batch([{}], batch_callback_worker=w.PlainWithHandler)
+        self.assertEqual((Batch.objects.count(), Job.objects.count()), (0, 0))
 
     def test_bad_calls_are_refused_clearly(self):
         cases = {
@@ -427,6 +438,25 @@ class CallbackTests(BatchAssertions, TestCase):
         self.assertEqual({fetch_recorded(cb)["handler"] for cb in callback_jobs(batch_id)},
                          {"handle_attempted", "handle_discarded", "handle_exhausted"})
         self.assertLedgerExact(batch_id)
+
+    def test_a_plain_callback_worker_never_runs_perform_in_a_handlers_place(self):
+        # A ledger written before new_batch refused plain callback workers: at completion
+        # its callback job used to run PlainWithHandler.perform (never handle_completed).
+        # Now no callback job is inserted, and the reason is logged.
+        w.PlainWithHandler.ran.clear()
+        jobs, batch_id = self.new_batch([{}, {}], worker=w.CompletedOnly)
+        Batch.objects.filter(pk=batch_id).update(
+            callback_worker=w.PlainWithHandler.worker_path)
+        with self.assertLogs("django_jobs.batch", "ERROR") as logs:
+            self.run_members()
+        self.assertEqual(states(jobs), [COMPLETED, COMPLETED])
+        self.assertEqual(len(logs.output), 1)
+        self.assertIn(f"batch {batch_id}: handle_completed cannot run: "
+                      f"{w.PlainWithHandler.worker_path} is not a BatchWorker", logs.output[0])
+        self.assertEqual(fired(batch_id), Counter())
+        self.run_callbacks()
+        drain_queue(w.CALLBACK_QUEUE)
+        self.assertEqual(w.PlainWithHandler.ran, [])
 
     def test_only_the_handlers_the_worker_defines_run(self):
         _jobs, batch_id = self.new_batch([{"cancel": True}, {}], worker=w.CompletedOnly)

@@ -18,6 +18,7 @@ class DefaultsTests(SimpleTestCase):
         self.assertEqual(DEFAULTS["CRON_TIMEZONE"], "UTC")
         self.assertEqual(DEFAULTS["ENCRYPTION_KEYS"], [])
         self.assertIsNone(DEFAULTS["TESTING"])
+        self.assertEqual(DEFAULTS["REMOTE_WORKERS"], [])
 
     @override_settings(DJANGO_JOBS={})
     def test_empty_setting_gives_every_default(self):

@@ -12,6 +12,7 @@ import datetime
 import decimal
 import json
 import logging
+import random
 import uuid
 import zlib
 from contextlib import contextmanager
@@ -34,7 +35,8 @@ from django_jobs.testing import drain_queue, perform_job, with_testing_mode
 from django_jobs.transitions import ack
 
 from .helpers import count_statements, describe_jobs, reload
-from .pro_workers import QUEUE, PlainWorker, RecordedWorker, definition_error
+from .pro_workers import (QUEUE, PlainWorker, RecordedToWorker, RecordedWorker,
+                          definition_error)
 from .processes import RunjobsMixin
 from .waits import wait_until
 
@@ -137,12 +139,22 @@ class QuietFailures:
 
 class OptionTests(TestCase):
     def test_bad_options_fail_at_class_definition(self):
-        for option in ({"limit": 0}, {"limit": -1}, {"limit": "1kB"}, {"limit": True},
-                       {"size": 10}, {"limit": 10, "extra": 1}, "yes", 1):
+        shape = "recorded must be True or a dict of 'limit' (bytes) and 'to' (a meta key)"
+        limit = "recorded limit must be a positive whole number of bytes"
+        key = "recorded 'to' must be a meta key: a non-empty string"
+        cases = [({"limit": 0}, limit), ({"limit": -1}, limit), ({"limit": "1kB"}, limit),
+                 ({"limit": True}, limit), ({"size": 10}, shape),
+                 ({"limit": 10, "extra": 1}, shape), ("yes", shape), (1, shape),
+                 ({"to": ""}, key), ({"to": " price"}, key), ({"to": 1}, key),
+                 ({"to": None}, key),
+                 ({"to": "recorded"}, "recorded 'to' cannot be 'recorded': django_jobs writes "
+                                      "that meta key itself"),
+                 ({"to": "batch_id"}, "recorded 'to' cannot be 'batch_id'")]
+        for option, expected in cases:
             with self.subTest(option=option):
                 message = definition_error("BadRecordedWorker", {"recorded": option})
                 self.assertIn("BadRecordedWorker", message)
-                self.assertIn("recorded must be True or {'limit': bytes}", message)
+                self.assertIn(expected, message)
 
     def test_default_limit(self):
         self.assertEqual(DEFAULT_LIMIT, 32_000)
@@ -284,6 +296,49 @@ class RecordingTests(QuietFailures, TestCase):
             self.assertEqual((job.state, job.meta), ("completed", {"i": i % 3}))
 
 
+class RecordedToTests(QuietFailures, TestCase):
+    """``recorded = {"to": key}``: the value under that meta key, ``meta["recorded"]`` naming
+    it; ``fetch_recorded`` reads it from the job alone."""
+
+    def test_drain_queue_records_under_the_key(self):
+        job = RecordedToWorker.enqueue({"sku": "A-1"}, meta={"by": "shop"})
+        self.assertEqual(drain_queue(QUEUE)["completed"], 1)
+        job = reload(job)
+        self.assertEqual(set(job.meta), {"by", "recorded", "price"})
+        self.assertEqual(job.meta["recorded"], "price")
+        self.assertEqual(fetch_recorded(job), {"sku": "A-1", "price": decimal.Decimal("9.90")})
+        self.assertEqual(terms.unpack(job.meta["price"]), fetch_recorded(job))
+
+    def test_perform_job_and_inline_mode(self):
+        self.assertEqual(perform_job(RecordedToWorker, {"sku": "B"})["sku"], "B")
+        with with_testing_mode("inline"):
+            job = RecordedToWorker.enqueue({"sku": "C"})
+        self.assertEqual((job.state, job.meta["recorded"]), ("completed", "price"))
+        self.assertEqual(fetch_recorded(job)["sku"], "C")
+
+    def test_the_limit_applies(self):
+        big = random.Random(1).randbytes(TOO_LARGE)
+        job = RecordedToWorker.enqueue(value_args(big))
+        drain_queue(QUEUE)
+        job = reload(job)
+        self.assertEqual(job.state, "retryable")
+        self.assertIn("over its recorded limit of 2,000 bytes", job.errors[0]["error"])
+        self.assertNotIn("price", job.meta)
+
+    def test_the_key_is_read_from_the_job_not_from_the_worker(self):
+        # Jobs recorded under the default key, or under a key the worker no longer uses,
+        # still read back: meta["recorded"] says where the value is.
+        packed = terms.pack((1, 2))
+        for meta in ({"recorded": True, "return": packed},
+                     {"recorded": "old_key", "old_key": packed}):
+            with self.subTest(meta=meta):
+                self.assertEqual(fetch_recorded(Job(pk=1, meta=meta)), (1, 2))
+        for meta in ({"recorded": "price"}, {"recorded": True}, {"price": packed},
+                     {"recorded": 1, "return": packed}, {"recorded": False, "return": packed}):
+            with self.subTest(meta=meta), self.assertRaises(NotRecorded):
+                fetch_recorded(Job(pk=1, meta=meta))
+
+
 class AdminTests(QuietFailures, TestCase):
     """The job page shows the recorded result decoded and escaped, and the meta panel does
     not show the packed blob."""
@@ -312,6 +367,17 @@ class AdminTests(QuietFailures, TestCase):
         self.assertIn("datetime.date(2026, 12, 2)", html)
         # The meta panel points at the result instead of showing the packed blob.
         self.assertNotIn(job.meta["return"], html)
+        self.assertIn("(the recorded result, below)", html)
+
+    def test_a_result_recorded_under_another_key_is_shown(self):
+        job = RecordedToWorker.enqueue({"sku": "<b>A-1</b>"})
+        drain_queue(QUEUE)
+        job = reload(job)
+        html = self.page(job)
+        self.assertIn('id="panel-result"', html)
+        self.assertIn("&lt;b&gt;A-1&lt;/b&gt;", html)
+        self.assertIn("Decimal(&#x27;9.90&#x27;)", html)
+        self.assertNotIn(job.meta["price"], html)
         self.assertIn("(the recorded result, below)", html)
 
     def test_no_result_panel_without_a_recorded_result(self):
@@ -343,7 +409,8 @@ class RunjobsTests(QuietFailures, RunjobsMixin, TransactionTestCase):
         too_large = RecordedWorker.enqueue({"size": TOO_LARGE})
         opaque = RecordedWorker.enqueue({"opaque": True})
         plain = PlainWorker.enqueue({})
-        ids = [job.pk for job in (*jobs.values(), nothing, too_large, opaque, plain)]
+        to_key = RecordedToWorker.enqueue(value_args(VALUES["nan-free nested"]))
+        ids = [job.pk for job in (*jobs.values(), nothing, too_large, opaque, plain, to_key)]
         node = self.start_runjobs("recorded", "--queue", f"{QUEUE}=4")
         watched = Job.objects.filter(pk__in=ids)
         wait_until(lambda: watched.filter(state__in=["completed", "retryable"]).count()
@@ -362,3 +429,9 @@ class RunjobsTests(QuietFailures, RunjobsMixin, TransactionTestCase):
             self.assertEqual((job.state, job.meta), ("completed", {}))
         assert_too_large(self, reload(too_large))
         assert_not_encodable(self, reload(opaque))
+        to_key = reload(to_key)
+        self.assertEqual((to_key.state, to_key.meta["recorded"]), ("completed", "price"))
+        assert_same(self, VALUES["nan-free nested"], fetch_recorded(to_key))
+        to_key = reload(to_key)
+        self.assertEqual((to_key.state, to_key.meta["recorded"]), ("completed", "price"))
+        assert_same(self, VALUES["nan-free nested"], fetch_recorded(to_key))

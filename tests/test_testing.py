@@ -197,6 +197,97 @@ class EnqueuedAssertions:
         with self.assertRaises(TypeError):
             all_enqueued(argz={})
 
+    def test_every_job_field_is_a_criterion(self):
+        job = w.RecordWorker.enqueue({"n": 1}, max_attempts=4, priority=3, tags=["a", "b"])
+        w.RecordWorker.enqueue({"n": 2})
+        criteria = {"max_attempts": 4, "attempt": 0, "priority": 3, "tags": ["b"],
+                    "queue": "testing", "id": job.pk, "inserted_at": job.inserted_at,
+                    "errors": [], "attempted_at": None, "completed_at": None,
+                    "attempted_by": None, "unique_key": None, "chain": None,
+                    "state": "available"}
+        for name, value in criteria.items():
+            with self.subTest(name):
+                self.assertEqual(self.assertEnqueued(worker=w.RecordWorker, args={"n": 1},
+                                                     **{name: value}).pk, job.pk)
+        self.assertEqual(self.assertEnqueued(**criteria).pk, job.pk)
+        self.assertEqual([j.pk for j in all_enqueued(max_attempts=4)], [job.pk])
+        self.assertNotEnqueued(max_attempts=5)
+        self.assertNotEnqueued(attempt=1)
+        self.assertNotEnqueued(args={"n": 1}, errors=[{"attempt": 1, "error": ANY}])
+        self.assertNotEnqueued(args={"n": 1}, attempted_at=timezone.now())
+        # None is ignored for a field that is never NULL (as it always was).
+        self.assertEqual(len(self.all_enqueued(queue=None, priority=None)), 2)
+
+    def test_errors_attempt_and_state_of_a_failed_job(self):
+        now = timezone.now()
+        job = w.RecordWorker.enqueue({"n": 1})
+        error = {"at": now.isoformat(), "attempt": 1, "error": "ValueError: boom"}
+        set_state(job, "retryable", attempt=1, attempted_at=now, errors=[error],
+                  attempted_by=["node-1", "p"])
+        self.assertNotEnqueued(args={"n": 1})                # retryable is not enqueued
+        found = self.assertEnqueued(state="retryable", attempt=1,
+                                    errors=[{"attempt": 1, "error": ANY}],
+                                    attempted_at=now, attempted_by=["node-1", ANY])
+        self.assertEqual(found.pk, job.pk)
+        self.assertNotEnqueued(state="retryable", errors=[])
+        self.assertNotEnqueued(state="retryable", errors=[{"attempt": 2}])
+        self.assertNotEnqueued(state=["retryable", "completed"], attempted_at=None)
+
+    def test_every_datetime_field_has_the_scheduled_at_tolerance(self):
+        job = w.RecordWorker.enqueue({"n": 1})
+        at = job.inserted_at
+        second = datetime.timedelta(seconds=1)
+        set_state(job, "completed", attempt=1, attempted_at=at, completed_at=at)
+        for name in ("inserted_at", "attempted_at", "completed_at"):
+            with self.subTest(name):
+                self.assertEnqueued(state="completed", **{name: at + 0.9 * second})
+                self.assertNotEnqueued(state="completed", **{name: at + 1.5 * second})
+                self.assertEnqueued(state="completed",
+                                    **{name: (at + 30 * second, 60 * second)})
+                self.assertNotEnqueued(state="completed",
+                                       **{name: (at + 0.5 * second, 0 * second)})
+
+    def test_bad_criteria_are_clear_type_errors(self):
+        with self.assertRaisesMessage(TypeError, "unknown job field 'max_attempt' to match, "
+                                                 "did you mean 'max_attempts'?"):
+            self.assertEnqueued(max_attempt=3)
+        with self.assertRaisesMessage(TypeError, "inserted_at to match must be "
+                                                 "timezone-aware"):
+            self.all_enqueued(inserted_at=datetime.datetime(2026, 1, 1))
+        with self.assertRaisesMessage(TypeError, "completed_at to match must be a datetime "
+                                                 "or (datetime, timedelta), not 'today'"):
+            self.assertNotEnqueued(completed_at="today")
+
+    def test_failure_shows_the_fields_looked_for(self):
+        w.RecordWorker.enqueue({"n": 1}, max_attempts=4)
+        with self.assertRaises(self.failureException) as caught:
+            self.assertEnqueued(worker=w.RecordWorker, max_attempts=3, attempt=0)
+        lines = str(caught.exception).splitlines()
+        self.assertEqual(lines[0], "Expected a job matching worker=<class "
+                                   "'tests.testing_workers.RecordWorker'>, attempt=0, "
+                                   "max_attempts=3, found none.")
+        self.assertRegex(lines[2], r"^  #\d+ tests\.testing_workers\.RecordWorker "
+                                   r"queue=testing state=available priority=0 "
+                                   r"args=\{'n': 1\} attempt=0 max_attempts=4$")
+        with self.assertRaises(self.failureException) as caught:
+            self.assertNotEnqueued(max_attempts=4)
+        self.assertTrue(str(caught.exception).splitlines()[1].endswith(" max_attempts=4"))
+
+    def test_failure_in_other_states_lists_those_states(self):
+        job = w.RecordWorker.enqueue({"n": 1})
+        set_state(job, "completed", attempt=1, completed_at=timezone.now())
+        with self.assertRaises(self.failureException) as caught:
+            self.assertEnqueued(state="completed", args={"n": 2})
+        lines = str(caught.exception).splitlines()
+        self.assertEqual(lines[0], "Expected a job matching args={'n': 2}, "
+                                   "state='completed', found none.")
+        self.assertEqual(lines[1], "Jobs completed (newest first):")
+        self.assertIn("state=completed", lines[2])
+        with self.assertRaises(self.failureException) as caught:
+            self.assertEnqueued(state=["discarded", "cancelled"])
+        self.assertEqual(str(caught.exception).splitlines()[1],
+                         "No jobs are cancelled or discarded.")
+
     def test_module_functions_raise_assertion_error(self):
         w.RecordWorker.enqueue({"n": 1})
         self.assertEqual(assert_enqueued(args={"n": 1}).args, {"n": 1})

@@ -12,6 +12,7 @@ import django_jobs
 from django_jobs import (Cancel, Discard, InvalidJobError, Snooze, UnknownOptionError, Worker,
                          WorkerNotImportable)
 from django_jobs.models import Job
+from django_jobs.signals import job_exception
 from django_jobs.testing import JobsTestCase, perform_job
 
 from . import testing_workers as w
@@ -168,3 +169,51 @@ class PerformJobWithoutDatabaseTests(SimpleTestCase):
     def test_no_queries(self):
         self.assertEqual(perform_job(w.RecordWorker, {"value": 1}), 1)
         self.assertEqual(perform_job(w.AsyncRecordWorker, {"value": 1}), {"async": 1})
+
+
+class PerformJobAttemptTests(JobsTestCase):
+    """``perform_job(..., attempt=N)``: the job runs as its Nth attempt, and what follows a
+    failure is decided for that attempt."""
+
+    def setUp(self):
+        w.AttemptWorker.seen.clear()
+        self.outcomes = []
+        job_exception.connect(self.exception, sender=w.AttemptWorker)
+        self.addCleanup(job_exception.disconnect, self.exception, sender=w.AttemptWorker)
+
+    def exception(self, sender, job, state, **kwargs):
+        self.outcomes.append((job.attempt, state, job.errors))
+
+    def test_perform_sees_the_attempt(self):
+        self.assertEqual(perform_job(w.AttemptWorker, {"ok": True}), 1)
+        self.assertEqual(perform_job(w.AttemptWorker, {"ok": True}, attempt=2), 2)
+        self.assertEqual(self.perform_job(w.AttemptWorker, {"ok": True}, attempt=3), 3)
+
+    def test_a_failure_before_the_last_attempt_is_retried_with_that_attempts_backoff(self):
+        with self.assertRaisesMessage(ValueError, "attempt 2 failed"):
+            perform_job(w.AttemptWorker, {}, attempt=2)
+        self.assertEqual(w.AttemptWorker.seen, [("perform", 2), ("backoff", 2)])
+        self.assertEqual(self.outcomes, [(2, "retryable", [])])
+
+    def test_a_failure_at_the_last_attempt_is_discarded(self):
+        with self.assertRaisesMessage(ValueError, "attempt 3 failed"):
+            perform_job(w.AttemptWorker, {}, attempt=3)
+        self.assertEqual(w.AttemptWorker.seen, [("perform", 3)])  # no backoff: no retry
+        self.assertEqual(self.outcomes, [(3, "discarded", [])])
+        # max_attempts given per job moves the last attempt.
+        with self.assertRaises(ValueError):
+            perform_job(w.AttemptWorker, {}, max_attempts=5, attempt=3)
+        self.assertEqual(self.outcomes[-1][:2], (3, "retryable"))
+
+    def test_an_existing_job_at_an_attempt(self):
+        job = w.AttemptWorker.new({"ok": True})
+        self.assertEqual(perform_job(job, attempt=3), 3)
+        self.assertEqual(job.attempt, 0)  # the caller's job is left as it was
+
+    def test_an_attempt_out_of_range_is_refused(self):
+        for attempt in (0, 4, -1, "2", True, 1.0):
+            with self.subTest(attempt=attempt), self.assertRaisesMessage(
+                    InvalidJobError, "attempt must be an integer from 1 to the job's "
+                                     "max_attempts (3)"):
+                perform_job(w.AttemptWorker, {"ok": True}, attempt=attempt)
+        self.assertEqual(w.AttemptWorker.seen, [])

@@ -101,6 +101,25 @@ class FailWorker(Worker):
         raise ValueError(f"boom {job.args.get('n', '')}".strip())
 
 
+class AttemptWorker(Worker):
+    """Fails unless ``args["ok"]``; records the attempt ``perform`` and ``backoff`` saw."""
+
+    queue = "testing"
+    max_attempts = 3
+    #: (method, job.attempt) in the order they ran.
+    seen: list = []
+
+    def perform(self, job):
+        AttemptWorker.seen.append(("perform", job.attempt))
+        if job.args.get("ok"):
+            return job.attempt
+        raise ValueError(f"attempt {job.attempt} failed")
+
+    def backoff(self, job):
+        AttemptWorker.seen.append(("backoff", job.attempt))
+        return 10 * job.attempt
+
+
 class SnoozeWorker(Worker):
     queue = "testing"
 

@@ -32,7 +32,7 @@ from ..pro.chain import spec_for as _chain_spec
 from ..pro.chain_queries import chain_neighbours
 from ..pro.chunk import ChunkWorker, chunk_of
 from ..pro.encrypted import SEALED, is_sealed
-from ..pro.recorded import NotRecorded, fetch_recorded
+from ..pro.recorded import NotRecorded, fetch_recorded, recorded_key
 
 PanelContext = Callable[[Any, Any], "dict[str, Any] | None"]
 
@@ -134,8 +134,9 @@ def _args(request, job):
 
 def _meta(request, job):
     meta = job.meta if isinstance(job.meta, dict) else {}
-    if meta.get("recorded") and "return" in meta:  # shown decoded in the result panel
-        meta = {**meta, "return": "(the recorded result, below)"}
+    key = recorded_key(meta)
+    if key is not None:  # shown decoded in the result panel
+        meta = {**meta, key: "(the recorded result, below)"}
     return {"json": pretty_json(meta)}
 
 

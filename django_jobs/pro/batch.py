@@ -176,6 +176,12 @@ def new_batch(args_or_jobs: Iterable[Mapping[str, Any] | Job], *, worker: type |
                                   f"batch_callback_worker: the worker whose handlers run")
         callback_worker = worker
     callback_class = worker_class(callback_worker)
+    if not issubclass(callback_class, BatchWorker):
+        # Its callback jobs would run its perform(), never a handle_* method.
+        raise InvalidJobError(f"batch callback worker {callback_class.worker_path} is not a "
+                              f"BatchWorker: callback jobs run BatchWorker.perform, which "
+                              f"calls the handler; a plain worker's would run its own "
+                              f"perform and never its handlers (subclass BatchWorker)")
     if not _handlers(callback_class):
         raise InvalidJobError(f"batch callback worker {callback_class.worker_path} defines no "
                               f"handler ({', '.join(HANDLERS)})")
@@ -392,6 +398,10 @@ def _insert_callbacks(due: list[tuple[Batch, str]], using: str) -> None:
             logger.error("batch %s: %s cannot run: %s", batch.pk, handler, exc)
             continue
         if not callable(getattr(worker, handler, None)):
+            continue
+        if not issubclass(worker, BatchWorker):  # refused by new_batch; a ledger from before
+            logger.error("batch %s: %s cannot run: %s is not a BatchWorker (its callback job "
+                         "would run its perform)", batch.pk, handler, batch.callback_worker)
             continue
         meta = {**(batch.callback_meta or {}), "batch_id": batch.pk, "batch_callback": handler}
         jobs.append(new_job(worker, batch.callback_args or {}, queue=batch.callback_queue

@@ -30,288 +30,31 @@ built and handed to ``perform`` typed, with attribute access.
 Django's ``ValidationError`` naming every bad field with its path, all at once
 (``mode: "unknown" is not one of enabled, disabled, paused``, ``data.office_id: this field is
 required``); unknown keys are refused. What is stored is plain JSON (enums as their values,
-UUIDs, dates and decimals as text, terms as tagged JSON); before ``perform`` it is cast back.
-A stored row that no longer fits the schema (the schema changed after it was enqueued) fails
-that attempt with a clear error.
+UUIDs, datetimes, dates, times and decimals as text, bytes as base64, terms as tagged JSON);
+before ``perform`` it is cast back. Naive datetimes are refused. A stored row that no longer
+fits the schema (the schema changed after it was enqueued) fails that attempt with a clear
+error.
+
+The value field types live in :mod:`django_jobs.pro.structured_fields`; this module re-exports
+them beside the containers (``List``, ``One``, ``Many``) and the schema.
 """
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import enum
-import json
-import math
-import re
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from ..exceptions import ConfigurationError, JobsError
+from ..exceptions import ConfigurationError
 from ..features import Attempt, Feature
-from ..jsonutil import round_trip
-from . import terms
-
-MISSING: Any = object()
-
-
-class ArgsMismatch(JobsError, ValueError):
-    """A stored job's args no longer fit its worker's schema (it changed after the insert)."""
-
-
-class _Invalid(Exception):
-    """One bad value: the message, without the path (added by the caller)."""
-
-    def __init__(self, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return repr(value)
-
-
-class Field:
-    """A field of an args schema. ``required``: None and "" count as missing; ``default``: the
-    value used when the field is missing (stored with the job)."""
-
-    kind = "value"
-
-    def __init__(self, *, required: bool = False, default: Any = MISSING) -> None:
-        self.required = required
-        self.default = default
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def dump(self, value: Any) -> Any:
-        """The JSON to store for the given ``value``; raise ``_Invalid``."""
-        raise NotImplementedError
-
-    def load(self, data: Any) -> Any:
-        """The typed value for stored ``data`` (trusted to have been dumped)."""
-        return data
-
-    def describe(self) -> str:
-        return self.kind
-
-
-class ID(Field):
-    """A positive integer id (a numeric string is accepted)."""
-
-    kind = "id"
-
-    def dump(self, value):
-        number = _integer(value)
-        if number < 1:
-            raise _Invalid(f"{_show(value)} is not a valid id (a positive integer)")
-        return number
-
-
-class Int(Field):
-    kind = "integer"
-
-    def dump(self, value):
-        return _integer(value)
-
-
-_INTEGER = re.compile(r"-?[0-9]+")
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        raise _Invalid(f"{_show(value)} is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value)
-    raise _Invalid(f"{_show(value)} is not an integer")
-
-
-class Str(Field):
-    kind = "string"
-
-    def dump(self, value):
-        if not isinstance(value, str):
-            raise _Invalid(f"{_show(value)} is not a string")
-        return value
-
-
-class Float(Field):
-    kind = "float"
-
-    def dump(self, value):
-        if isinstance(value, bool):
-            raise _Invalid(f"{_show(value)} is not a number")
-        try:
-            number = float(value) if isinstance(value, (int, float, str)) else None
-        except (ValueError, OverflowError):
-            number = None
-        if number is None or not math.isfinite(number):
-            raise _Invalid(f"{_show(value)} is not a finite number")
-        return number
-
-    def load(self, data):
-        # A JSON column may give back a whole float as an integer (PostgreSQL's jsonb: 1e16).
-        return float(data)
-
-
-class Bool(Field):
-    kind = "boolean"
-
-    def dump(self, value):
-        if isinstance(value, bool):
-            return value
-        if value in ("true", "false"):
-            return value == "true"
-        raise _Invalid(f"{_show(value)} is not a boolean")
-
-
-class Dict(Field):
-    """Any JSON object."""
-
-    kind = "object"
-
-    def dump(self, value):
-        if not isinstance(value, Mapping):
-            raise _Invalid(f"{_show(value)} is not a dict")
-        try:
-            return round_trip(dict(value), self.name or "dict")
-        except Exception as exc:
-            raise _Invalid(str(exc)) from None
-
-
-class Enum(Field):
-    """One of ``values``: a list of strings or integers, or a Python ``enum.Enum`` class (the
-    member's value is stored; ``perform`` gets the member)."""
-
-    kind = "enum"
-
-    def __init__(self, values: Iterable[Any] | type[enum.Enum], **options: Any) -> None:
-        if isinstance(values, type) and issubclass(values, enum.Enum):
-            self.enum: type[enum.Enum] | None = values
-            self.values = [member.value for member in values]
-        else:
-            self.enum = None
-            self.values = list(values)
-        if not self.values:
-            raise ConfigurationError("Enum needs at least one value")
-        super().__init__(**options)
-
-    def dump(self, value):
-        if self.enum is not None and isinstance(value, self.enum):
-            return value.value
-        if self.enum is not None and isinstance(value, str) and value in self.enum.__members__:
-            return self.enum[value].value
-        if value in self.values and not isinstance(value, bool):
-            return value
-        raise _Invalid(f"{_show(value)} is not one of "
-                       f"{', '.join(str(v) for v in self.values)}", "invalid_choice")
-
-    def load(self, data):
-        if data not in self.values:
-            raise ArgsMismatch(f"{_show(data)} is not one of "
-                               f"{', '.join(str(v) for v in self.values)}")
-        return self.enum(data) if self.enum is not None else data
-
-
-class UUID(Field):
-    kind = "uuid"
-
-    def dump(self, value):
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        try:
-            return str(uuid.UUID(str(value)))
-        except ValueError:
-            raise _Invalid(f"{_show(value)} is not a UUID") from None
-
-    def load(self, data):
-        return uuid.UUID(data)
-
-
-class DateTime(Field):
-    """A timezone-aware datetime (an ISO 8601 string with an offset is accepted)."""
-
-    kind = "datetime"
-
-    def dump(self, value):
-        if isinstance(value, str):
-            try:
-                value = datetime.datetime.fromisoformat(value)
-            except ValueError:
-                raise _Invalid(f"{_show(value)} is not an ISO 8601 datetime") from None
-        if not isinstance(value, datetime.datetime):
-            raise _Invalid(f"{_show(value)} is not a datetime")
-        if value.tzinfo is None:
-            raise _Invalid(f"{_show(value.isoformat())} has no time zone (use an aware "
-                           f"datetime)")
-        return value.isoformat()
-
-    def load(self, data):
-        return datetime.datetime.fromisoformat(data)
-
-
-class Date(Field):
-    kind = "date"
-
-    def dump(self, value):
-        if isinstance(value, datetime.datetime):
-            raise _Invalid(f"{_show(value)} is a datetime, not a date")
-        if isinstance(value, str):
-            try:
-                value = datetime.date.fromisoformat(value)
-            except ValueError:
-                raise _Invalid(f"{_show(value)} is not an ISO 8601 date") from None
-        if not isinstance(value, datetime.date):
-            raise _Invalid(f"{_show(value)} is not a date")
-        return value.isoformat()
-
-    def load(self, data):
-        return datetime.date.fromisoformat(data)
-
-
-class Decimal(Field):
-    """A decimal number, stored as text so that no digit is lost."""
-
-    kind = "decimal"
-
-    def dump(self, value):
-        if isinstance(value, bool):
-            raise _Invalid(f"{_show(value)} is not a decimal")
-        try:
-            number = decimal.Decimal(str(value)) if isinstance(
-                value, (int, float, str, decimal.Decimal)) else None
-        except decimal.InvalidOperation:
-            number = None
-        if number is None or not number.is_finite():
-            raise _Invalid(f"{_show(value)} is not a finite decimal")
-        return str(number)
-
-    def load(self, data):
-        return decimal.Decimal(data)
-
-
-class Term(Field):
-    """Any value :mod:`django_jobs.pro.terms` can store: JSON values, tuples, sets, bytes,
-    decimals, datetimes... (tagged JSON, never pickle)."""
-
-    kind = "term"
-
-    def dump(self, value):
-        try:
-            return terms.encode(value)
-        except terms.TermError as exc:
-            raise _Invalid(str(exc).removeprefix("value: ")) from None
-
-    def load(self, data):
-        return terms.decode(data)
-
+from .structured_fields import (ID, MISSING, UUID, ArgsMismatch, Bool, Bytes, Date, DateTime,
+                                Decimal, Dict, Enum, Field, Float, Int, Invalid, Str, Term, Time,
+                                show)
+
+__all__ = ["ID", "UUID", "ArgsMismatch", "ArgsObject", "Bool", "Bytes", "Date", "DateTime",
+           "Decimal", "Dict", "Enum", "Field", "Float", "Int", "List", "Many", "One", "Schema",
+           "Str", "Structured", "Term", "Time"]
 
 class List(Field):
     """A list of values of one field type: ``List(Int())``."""
@@ -430,7 +173,7 @@ class Schema:
                 schema._dump_field(field, field.default, name, errors)
                 if errors:
                     raise ConfigurationError(f"{owner.__qualname__}.{name}: default "
-                                             f"{_show(field.default)}: {errors[0][1]}")
+                                             f"{show(field.default)}: {errors[0][1]}")
         schema = cls._cache[owner] = cls(owner, fields)
         return schema
 
@@ -449,7 +192,7 @@ class Schema:
 
     def _dump_object(self, values: Any, prefix: str, errors: list) -> dict[str, Any]:
         if not isinstance(values, Mapping):
-            errors.append((prefix.removesuffix(".") or "args", f"{_show(values)} is not an "
+            errors.append((prefix.removesuffix(".") or "args", f"{show(values)} is not an "
                            f"object", "invalid"))
             return {}
         stored = {}
@@ -477,7 +220,7 @@ class Schema:
     def _dump_field(self, field: Field, value: Any, path: str, errors: list) -> Any:
         if isinstance(field, Many):
             if not isinstance(value, (list, tuple)):
-                errors.append((path, f"{_show(value)} is not a list", "invalid"))
+                errors.append((path, f"{show(value)} is not a list", "invalid"))
                 return MISSING
             return [field.schema._dump_object(item, f"{path}[{i}].", errors)
                     for i, item in enumerate(value)]
@@ -485,14 +228,14 @@ class Schema:
             return field.schema._dump_object(value, f"{path}.", errors)
         if isinstance(field, List):
             if not isinstance(value, (list, tuple)):
-                errors.append((path, f"{_show(value)} is not a list", "invalid"))
+                errors.append((path, f"{show(value)} is not a list", "invalid"))
                 return MISSING
             items = [self._dump_field(field.of, item, f"{path}[{i}]", errors)
                      for i, item in enumerate(value)]
             return [item for item in items if item is not MISSING]
         try:
             return field.dump(value)
-        except _Invalid as exc:
+        except Invalid as exc:
             errors.append((path, str(exc), exc.code))
             return MISSING
 
@@ -522,7 +265,7 @@ class Schema:
 
     @staticmethod
     def _value(data: Any, quote: bool = True) -> str:
-        return _show(data) if quote else "the stored value"
+        return show(data) if quote else "the stored value"
 
     def _load_field(self, field: Field, data: Any, path: str, quote: bool) -> Any:
         shown = self._value(data, quote)
@@ -543,7 +286,7 @@ class Schema:
             typed = field.load(data)
             # What was stored must dump to itself: a changed type (say, str -> int) shows here.
             again = field.dump(typed)
-        except (ArgsMismatch, _Invalid) as exc:  # the field says why, quoting the value
+        except (ArgsMismatch, Invalid) as exc:  # the field says why, quoting the value
             raise ArgsMismatch(f"{path}: {exc}" if quote else generic) from None
         except Exception:  # anything else the stored value makes load or dump raise
             raise ArgsMismatch(generic) from None
