@@ -38,6 +38,13 @@ Conventions for writing samples (docs/index.md, "For contributors", says the sam
   by ``<!-- docs-test: skip (why) -->`` on the line before the fence. Skipped blocks are
   counted and listed by ``test_skipped_blocks_are_few``, which fails past ``MAX_SKIPPED``:
   prefer a sample that runs (define the helper it calls; build jobs rather than run them).
+* **Optional dependencies.** A block that needs a module django_jobs does not require (the
+  ``django.tasks`` of Django 6.0+, say) names it in its fence,
+  ```` ```python needs="django.tasks" ```` (several: ``needs="a, b"``). It runs where every
+  module it names imports, and is otherwise reported as "not run here: needs django.tasks"
+  (``test_skipped_blocks_are_few`` lists them) and counted apart from the skipped blocks: it
+  is not a skip, since CI runs the suite where its modules import (Python 3.12 with Django
+  6.1). Later blocks that use what it defines need the same mark.
 * **What the database holds.** Each page's blocks run in one transaction, rolled back at
   their end, with no testing mode unless a settings block sets one: inserts write jobs and
   nothing runs them, as with no ``runjobs`` started. A sample that wants a job run says so
@@ -53,6 +60,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import gc
+import importlib
 import io
 import linecache
 import re
@@ -78,6 +86,8 @@ PACKAGE = "docs_samples"
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 SKIP_MARK = re.compile(r"<!--\s*docs-test:\s*skip\b.*-->")
+NEEDS = re.compile(r"""\bneeds\s*=\s*(?:"(?P<double>[^"]*)"|'(?P<single>[^']*)'|(?P<bare>\S+))""")
+MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 FILE_COMMENT = re.compile(r"^#\s*(?P<path>[A-Za-z_][\w/]*\.py)\s*(?:[-—(:].*)?$")
 PYTHON_LANGUAGES = {"python", "py", "python3"}
 
@@ -93,10 +103,27 @@ class Block:
     code: str
     skipped: bool = False
     skip_reason: str = ""
+    #: Modules the block needs beyond django_jobs' requirements (``needs="..."`` in its fence).
+    needs: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
         return f"{self.page}:{self.line}"
+
+    def missing(self) -> list[str]:
+        """The modules of :attr:`needs` that do not import here (the block then does not run
+        here; it is not a skip)."""
+        missing = []
+        for name in self.needs:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                missing.append(name)
+        return missing
+
+    @property
+    def runs_here(self) -> bool:
+        return not self.skipped and not self.missing()
 
     @property
     def file_path(self) -> str | None:
@@ -154,6 +181,13 @@ def parse_blocks(text: str, page: str) -> list[Block]:
             block.skipped, block.skip_reason = True, previous.strip()
         elif re.search(r"""title\s*=\s*["']illustrative["']""", info):
             block.skipped, block.skip_reason = True, info
+        if needs := NEEDS.search(info):
+            names = next(v for v in needs.group("double", "single", "bare") if v is not None)
+            block.needs = tuple(n for n in re.split(r"[\s,]+", names) if n)
+            bad = [n for n in block.needs if not MODULE_NAME.match(n)]
+            if not block.needs or bad:
+                raise ValueError(f"{page}:{index + 1}: needs= takes module names, such as "
+                                 f'needs="django.tasks", not {needs.group(0)!r}')
         blocks.append(block)
         index = end + 1
     return blocks
@@ -361,8 +395,31 @@ def run_test_classes(classes: list[type], page: Page, urlconf: str | None) -> No
                               f"{test.id()}:\n{text}" for test, text in broken))
 
 
+def not_run_here(pages: list[Page]) -> list[str]:
+    """One line per block that is not skipped but needs a module that does not import here."""
+    return [f"  {b.where}: not run here: needs {', '.join(b.missing())}"
+            for p in pages for b in p.python_blocks if not b.skipped and b.missing()]
+
+
+def samples_summary(pages: list[Page]) -> str:
+    """How many python blocks run here, are skipped (listed), and need a module missing here
+    (listed apart: they run where it imports)."""
+    blocks = [b for p in pages for b in p.python_blocks]
+    skipped = [f"  {b.where}: {b.skip_reason}" for b in blocks if b.skipped]
+    elsewhere = not_run_here(pages)
+    text = (f"docs samples: {sum(b.runs_here for b in blocks)} python blocks run, "
+            f"{len(skipped)} skipped, {len(elsewhere)} not run here")
+    if skipped:
+        text += "\nskipped:\n" + "\n".join(skipped)
+    if elsewhere:
+        text += "\nnot skipped, but not run here (they run where their modules import):\n" \
+            + "\n".join(elsewhere)
+    return text
+
+
 def run_page(page: Page) -> int:
-    """Run every Python block of ``page`` that is not skipped; return how many ran."""
+    """Run every Python block of ``page`` that is not skipped and whose ``needs`` import
+    here; return how many ran."""
     runner = PageRun(page)
     ran = 0
     try:
@@ -370,7 +427,7 @@ def run_page(page: Page) -> int:
         # from an empty table, as in a real project.
         with transaction.atomic():
             for block in page.python_blocks:
-                if block.skipped:
+                if not block.runs_here:
                     continue
                 runner.run(block)
                 ran += 1
@@ -400,9 +457,7 @@ class DocsSamplesTests(TransactionTestCase):
     def test_skipped_blocks_are_few(self):
         skipped = [b for p in PAGES for b in p.python_blocks if b.skipped]
         listing = "\n".join(f"  {b.where}: {b.skip_reason}" for b in skipped)
-        total = sum(len(p.python_blocks) for p in PAGES)
-        print(f"\ndocs samples: {total - len(skipped)} python blocks run, {len(skipped)} "
-              f"skipped" + (f":\n{listing}" if skipped else ""), file=sys.stderr)
+        print(f"\n{samples_summary(PAGES)}", file=sys.stderr)
         self.assertLessEqual(len(skipped), MAX_SKIPPED,
                              f"{len(skipped)} python blocks are skipped (at most {MAX_SKIPPED}):"
                              f"\n{listing}\nMake them runnable instead.")
@@ -433,7 +488,9 @@ class ReferenceTests(TransactionTestCase):
 def _page_test(page: Page):
     def test(self):
         ran = run_page(page)
-        self.assertEqual(ran, sum(not b.skipped for b in page.python_blocks))
+        self.assertEqual(ran, sum(b.runs_here for b in page.python_blocks))
+        for line in not_run_here([page]):
+            print(f"\n{line.strip()}", file=sys.stderr)
 
     test.__doc__ = f"The python blocks of {page.path} run."
     return test
@@ -542,3 +599,56 @@ class ExtractionTests(TransactionTestCase):
         page = self.page("```python\n>>> 1 + 1\n2\n```\n")
         with self.assertRaisesRegex(BlockFailed, "not valid Python"):
             run_page(page)
+
+    NEEDS_PAGE = textwrap.dedent("""\
+        ```python needs="json"
+        import json
+
+        assert json.loads("[1]") == [1]
+        ```
+
+        ```python needs="json, no_such_module_of_the_docs_test"
+        raise AssertionError("runs only where every module it needs imports")
+        ```
+
+        ```py title="illustrative" needs='no_such_module_of_the_docs_test'
+        also_not_run()
+        ```
+
+        ```python needs=json
+        ran_last = True
+        ```
+        """)
+
+    def test_needs_names_modules_in_the_fence(self):
+        page = self.page(self.NEEDS_PAGE)
+        self.assertEqual([b.needs for b in page.blocks],
+                         [("json",), ("json", "no_such_module_of_the_docs_test"),
+                          ("no_such_module_of_the_docs_test",), ("json",)])
+        self.assertEqual([b.skipped for b in page.blocks], [False, False, True, False])
+        self.assertEqual(page.blocks[1].missing(), ["no_such_module_of_the_docs_test"])
+        self.assertEqual([b.runs_here for b in page.blocks], [True, False, False, True])
+
+    def test_a_block_whose_module_is_missing_is_not_run_and_not_skipped(self):
+        page = self.page(self.NEEDS_PAGE)
+        # The second block would raise: it is not run, the others are.
+        self.assertEqual(run_page(page), 2)
+        self.assertEqual(not_run_here([page]), [
+            "  docs/example.md:8: not run here: needs no_such_module_of_the_docs_test"])
+        summary = samples_summary([page])
+        self.assertTrue(summary.startswith(
+            "docs samples: 2 python blocks run, 1 skipped, 1 not run here"), summary)
+        skipped, elsewhere = summary.split("not skipped, but not run here")
+        self.assertIn("docs/example.md:12: ", skipped)
+        self.assertNotIn("docs/example.md:8", skipped)
+        self.assertIn("docs/example.md:8: not run here: needs no_such_module", elsewhere)
+
+    def test_a_block_whose_modules_import_runs(self):
+        page = self.page('```python needs="json"\nundefined_name()\n```\n')
+        with self.assertRaisesRegex(BlockFailed, "NameError"):
+            run_page(page)
+
+    def test_needs_takes_module_names(self):
+        for info in ('needs=""', 'needs="django.tasks;rm"', "needs='3d'"):
+            with self.subTest(info), self.assertRaisesRegex(ValueError, "needs= takes module"):
+                parse_blocks(f"```python {info}\npass\n```\n", "docs/example.md")

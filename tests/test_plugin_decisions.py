@@ -18,6 +18,9 @@ from django.db import connection, transaction
 from django.test import TestCase
 from django.utils import timezone
 
+from django_jobs.contract.support import (FINAL, NOT_FINAL, QUEUE, ago, enqueue, later, put,
+                                          row_values, states)
+from django_jobs.contract.watching import receive_changes
 from django_jobs.models import FINISHED_AT, Job, JobChange, Producer, error_entry
 from django_jobs.plugins.lifeline import rescue_orphans
 from django_jobs.plugins.pruner import Retention, prunable, prune_jobs, prune_statement
@@ -25,8 +28,6 @@ from django_jobs.plugins.stager import stage_jobs
 
 from . import runtime_workers as w
 from .helpers import producer_row, reload, set_state
-from .test_engine_contract import (FINAL, NOT_FINAL, QUEUE, ago, enqueue, later, put,
-                                   receive_changes, row_values, states)
 
 
 def prune(now, limit, max_age) -> int:
