@@ -34,6 +34,19 @@ STARTUP_TIMEOUT = 60.0
 KEEP_LOGS = "DJANGO_JOBS_SURVIVAL_LOGS"
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment of a child process: this one's, with the test settings module, this
     repository importable and unbuffered output."""

@@ -19,22 +19,10 @@ from django_jobs.pro.encrypted import SEALED
 from .process_workers import (EFFECT_DDL, EFFECT_TABLE, BatchInProcess, ChainInProcess,
                               ChunkInProcess, HookedInProcess, InProcess, SealedInProcess)
 from .pro_workers import digest
-from .processes import RunjobsMixin
+from .processes import RunjobsMixin, alive
 from .waits import wait_until
 
 TIMEOUT = 60.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class OptionTests(SimpleTestCase):

@@ -16,24 +16,12 @@ from django_jobs.runtime.node import LEADER_NAME
 from django_jobs.runtime.supervisor import child_argv, resolve_processes
 
 from .helpers import insert_jobs
-from .processes import RunjobsMixin
+from .processes import RunjobsMixin, alive
 from .survival_workers import EFFECT_DDL, EFFECT_TABLE, RecordWorker, SleepWorker
 from .waits import wait_until
 
 #: Waits for the runtime's own schedule on a loaded machine.
 TIMEOUT = 60.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 class ProcessesOptionTests(SimpleTestCase):

@@ -175,17 +175,5 @@ def race(count: int, target: Callable[..., Any], *, prepare: Callable[[int], Any
     return run_in_threads(count, run, timeout=timeout, what=what, on_error=barrier.abort)
 
 
-def in_thread(target: Callable[[], Any], *, name: str = "test-thread") -> threading.Thread:
-    """Start ``target()`` in a daemon thread that closes its database connections at the end;
-    join it with :func:`join_all`."""
-    from django.db import connections
-
-    def run() -> None:
-        try:
-            target()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
+# Started threads close their database connections at the end: the contract suite's helper.
+from django_jobs.contract.waits import in_thread  # noqa: E402,F401 - re-exported
