@@ -179,7 +179,7 @@ def retry_all_jobs(jobs: QuerySet | Iterable[int | Job]) -> int:
     engine = get_engine()
     with transaction.atomic(using=engine.alias):
         target = _queryset(jobs)
-        count = transition(target, JobState.AVAILABLE, only_from=RETRYABLE_FROM, values={
+        count = transition(target, JobState.AVAILABLE, only_from=RETRYABLE_FROM, columns={
             "scheduled_at": timezone.now(),
             "max_attempts": Greatest(F("max_attempts"), F("attempt") + 1)}, using=engine.alias)
     return count

@@ -149,35 +149,35 @@ _lock = threading.RLock()
 _features: list[Feature] = []
 _pipelines: dict[type, Pipeline] = {}
 #: Per worker class: the features of its pipeline that implement inserted / acked.
-_writers: dict[tuple[type, str], tuple[Feature, ...]] = {}
+_implementing: dict[tuple[type, str], tuple[Feature, ...]] = {}
 
 
 def _implements(feature: Feature, method: str) -> bool:
     return getattr(type(feature), method) is not getattr(Feature, method)
 
 
-def writers(worker: type, method: str) -> tuple[Feature, ...]:
+def implementing(worker: type, method: str) -> tuple[Feature, ...]:
     """The features of ``worker``'s pipeline implementing ``method`` (``"inserting"``,
     ``"inserted"`` or ``"acked"``), in pipeline order."""
     key = (worker, method)
-    found = _writers.get(key)
+    found = _implementing.get(key)
     if found is None:
-        found = _writers[key] = tuple(f for f, _ in pipeline(worker) if _implements(f, method))
+        found = _implementing[key] = tuple(f for f, _ in pipeline(worker) if _implements(f, method))
     return found
 
 
 #: Whether any registered feature implements inserted / acked (else nothing to look up).
-_any_writers: dict[str, bool] = {"inserting": False, "inserted": False, "acked": False}
+_any_implement: dict[str, bool] = {"inserting": False, "inserted": False, "acked": False}
 #: Per method: the features with a ``meta_key`` that implement it.
-_meta_writers: dict[str, tuple[Feature, ...]] = {method: () for method in _any_writers}
+_meta_implementing: dict[str, tuple[Feature, ...]] = {method: () for method in _any_implement}
 
 
-def any_writers(method: str) -> bool:
+def any_implements(method: str) -> bool:
     """Whether a registered feature implements ``method`` at all."""
-    return _any_writers[method]
+    return _any_implement[method]
 
 
-def job_writers(worker_path: str, meta: Any, method: str) -> tuple[Feature, ...]:
+def implementing_for_job(worker_path: str, meta: Any, method: str) -> tuple[Feature, ...]:
     """The features that take ``method`` (``inserting``, ``inserted``, ``acked``) for a job
     of worker ``worker_path`` with ``meta``: those of the worker's pipeline, then those whose
     ``meta_key`` the meta has. (A worker that cannot be imported has no pipeline; a remote
@@ -186,14 +186,15 @@ def job_writers(worker_path: str, meta: Any, method: str) -> tuple[Feature, ...]
         # Another deployment's worker is never imported here; if this process defined it
         # anyway (it runs its jobs), its pipeline applies.
         worker = registry.defined_worker(worker_path)
-        found = writers(worker, method) if worker is not None else ()
+        found = implementing(worker, method) if worker is not None else ()
     else:
         try:
-            found = writers(registry.resolve_worker(worker_path), method)
+            found = implementing(registry.resolve_worker(worker_path), method)
         except WorkerNotImportable:
             found = ()
-    if _meta_writers[method] and isinstance(meta, Mapping):
-        extra = tuple(f for f in _meta_writers[method] if f.meta_key in meta and f not in found)
+    if _meta_implementing[method] and isinstance(meta, Mapping):
+        extra = tuple(f for f in _meta_implementing[method]
+                      if f.meta_key in meta and f not in found)
         if extra:
             return found + extra
     return found
@@ -201,10 +202,10 @@ def job_writers(worker_path: str, meta: Any, method: str) -> tuple[Feature, ...]
 
 def _registry_changed() -> None:
     _pipelines.clear()
-    _writers.clear()
-    for method in _any_writers:
-        _any_writers[method] = any(_implements(f, method) for f in _features)
-        _meta_writers[method] = tuple(f for f in _features
+    _implementing.clear()
+    for method in _any_implement:
+        _any_implement[method] = any(_implements(f, method) for f in _features)
+        _meta_implementing[method] = tuple(f for f in _features
                                       if f.meta_key and _implements(f, method))
 
 
@@ -233,7 +234,7 @@ def reset_pipelines() -> None:
     configuration changed, such as global hooks, calls this)."""
     with _lock:
         _pipelines.clear()
-        _writers.clear()
+        _implementing.clear()
 
 
 def registered_features() -> tuple[Feature, ...]:

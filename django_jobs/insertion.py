@@ -66,9 +66,9 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
     # them (say, available with states "scheduled") only looks for a duplicate holder.
     # Sorted by key: concurrent insert_all calls then wait on each other's keys in one order,
     # never in a cycle (which PostgreSQL would end with a deadlock error).
-    takers = sorted((job for job in jobs if job.unique_key is not None
+    slot_takers = sorted((job for job in jobs if job.unique_key is not None
                      and job.unique_states & STATE_BITS[job.state]), key=lambda j: j.unique_key)
-    lookers = [job for job in jobs if job.unique_key is not None
+    duplicate_checks = [job for job in jobs if job.unique_key is not None
                and not job.unique_states & STATE_BITS[job.state]]
     results = {id(job): job for job in jobs}
     watchers = _watchers(jobs, "inserted")
@@ -80,14 +80,14 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
         for feature, watched in before.items():  # locks taken before ids are drawn
             feature.inserting(watched, engine.alias)
         engine.insert_jobs(plain)
-        if takers:
-            engine.insert_jobs(takers, skip_conflicts=True)
-            for job in takers:
+        if slot_takers:
+            engine.insert_jobs(slot_takers, skip_conflicts=True)
+            for job in slot_takers:
                 if job.pk is None:
                     results[id(job)] = _settle_conflict(engine, job, now)
-        if lookers:
+        if duplicate_checks:
             to_insert = []
-            for job in lookers:
+            for job in duplicate_checks:
                 holder = _duplicate_holder(engine, job, now)
                 if holder is not None:
                     results[id(job)] = holder
@@ -108,11 +108,11 @@ def _watchers(jobs: list[Job], method: str) -> dict:
     """Job feature -> the jobs of ``jobs`` whose worker's pipeline has it, for the features
     implementing ``method`` (empty, at the cost of one flag, when no registered feature
     does)."""
-    if not features.any_writers(method):
+    if not features.any_implements(method):
         return {}
     watchers: dict = {}
     for job in jobs:
-        for feature in features.job_writers(job.worker, job.meta, method):
+        for feature in features.implementing_for_job(job.worker, job.meta, method):
             watchers.setdefault(feature, []).append(job)
     return watchers
 

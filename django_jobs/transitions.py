@@ -4,7 +4,7 @@ The acker (:func:`ack`), snoozes, the lifeline, the stager, cancel, retry and de
 ``control`` and the admin, the pruner, chains and the testing helpers all write here, so what
 goes with a state change lives in one place. One sequence, whoever calls:
 
-1. **resolve** the jobs: the caller holds them (``known``), or, when someone watches the
+1. **resolve** the jobs: the caller holds them (``held``), or, when someone watches the
    change, a locked read of their rows (``SELECT ... FOR UPDATE``);
 2. **write**: one statement setting the same values on every job, or per-job values in one
    statement per :data:`WRITE_CHUNK` jobs; ``unique_key`` and the finished timestamps follow
@@ -39,7 +39,7 @@ from .outcome import Outcome
 WRITE_CHUNK = 500
 
 
-class KnownJob(NamedTuple):
+class HeldJob(NamedTuple):
     """What the door needs of a job the caller already holds (a ``Job`` does as well)."""
 
     worker: str
@@ -50,24 +50,24 @@ class KnownJob(NamedTuple):
 
 
 def transition(jobs: QuerySet | Collection[int] | None, state: str | None, *,
-               only_from: Collection[str], values: Mapping[str, Any] | None = None,
-               each: Mapping[int, Mapping[str, Any]] | None = None,
-               known: Mapping[int, Any] | None = None, interrupting: bool = False,
+               only_from: Collection[str], columns: Mapping[str, Any] | None = None,
+               per_job: Mapping[int, Mapping[str, Any]] | None = None,
+               held: Mapping[int, Any] | None = None, interrupting: bool = False,
                using: str | None = None) -> int:
     """Move ``jobs`` that are in one of ``only_from`` to ``state`` (None deletes them);
     return how many changed.
 
-    ``jobs`` is a queryset or ids, or None when ``each`` names the jobs. Jobs not in
+    ``jobs`` is a queryset or ids, or None when ``per_job`` names the jobs. Jobs not in
     ``only_from`` are left as they are, so a change raced by another one (a job cancelled while
     its ack was on its way) never overwrites it, and writing the same change twice changes
     nothing.
 
-    * ``values``: columns set on every job (values or ORM expressions);
-    * ``each``: job id -> columns set on that job alone (every mapping with the same column
+    * ``columns``: columns set on every job (values or ORM expressions);
+    * ``per_job``: job id -> columns set on that job alone (every mapping with the same column
       names); None for a column that cannot be NULL (``meta``, say) keeps the job's value;
-    * ``known``: job id -> the job as the caller holds it (anything with ``worker``,
+    * ``held``: job id -> the job as the caller holds it (anything with ``worker``,
       ``queue``, ``meta``, ``state`` and ``attempt``, such as a ``Job`` or a
-      :class:`KnownJob`), which saves reading the rows back;
+      :class:`HeldJob`), which saves reading the rows back;
     * ``interrupting``: executing jobs among them go on running for a moment (a cancel from
       outside); their changes say so (``still_running``).
 
@@ -77,35 +77,35 @@ def transition(jobs: QuerySet | Collection[int] | None, state: str | None, *,
     """
     engine = get_engine(using)
     only_from = tuple(only_from)
-    columns = dict(values or {})
+    columns = dict(columns or {})
     if state is not None:
-        columns.update(state_columns(state, columns, each))
-    if each is not None:
-        ids = list(each)
+        columns.update(state_columns(state, columns, per_job))
+    if per_job is not None:
+        ids = list(per_job)
     elif isinstance(jobs, QuerySet):
         ids = None
     else:
         ids = list(jobs or ())
     if ids is not None and not ids:
         return 0
-    watched = _watched(known)
+    watched = _watched(held)
     chunks = ([ids[i:i + WRITE_CHUNK] for i in range(0, len(ids), WRITE_CHUNK)]
-              if each is not None else [])
+              if per_job is not None else [])
     # One statement is atomic by itself; several, or a hand-over, share a transaction (every
     # statement only touches jobs still in only_from, so a failed run can be written again).
     atomic = watched or len(chunks) > 1
     with transaction.atomic(using=engine.alias) if atomic else nullcontext():
         # 1. resolve
-        held: Mapping[int, Any] | None = None
+        resolved: Mapping[int, Any] | None = None
         if watched:
-            if known is not None and ids is not None and _holds(known, ids, only_from):
-                held = known
+            if held is not None and ids is not None and _holds(held, ids, only_from):
+                resolved = held
             else:
                 target = engine.jobs.filter(pk__in=ids) if ids is not None else jobs
-                held = {row[0]: KnownJob(*row[1:])
+                resolved = {row[0]: HeldJob(*row[1:])
                         for row in engine.lock_jobs(target, only_from)}
-                ids = list(held)
-                if each is not None:
+                ids = list(resolved)
+                if per_job is not None:
                     chunks = [ids[i:i + WRITE_CHUNK] for i in range(0, len(ids), WRITE_CHUNK)]
                 if not ids:
                     return 0
@@ -113,17 +113,17 @@ def transition(jobs: QuerySet | Collection[int] | None, state: str | None, *,
         if state is None:
             target = engine.jobs.filter(pk__in=ids) if ids is not None else jobs
             changed = engine.delete_jobs(target, only_from)
-        elif each is not None:
+        elif per_job is not None:
             changed = [row for chunk in chunks
-                       for row in engine.update_each(chunk, state, only_from, columns, each)]
+                       for row in engine.update_each(chunk, state, only_from, columns, per_job)]
         else:
             target = engine.jobs.filter(pk__in=ids) if ids is not None else jobs
             changed = engine.update_jobs(target, only_from, columns)
         # 3. build, 4. hand over
         if watched:
             _hand_over(engine, [
-                job_change(pk, held[pk], only_from, state,
-                           (each[pk] if each is not None else columns), interrupting)
+                job_change(pk, resolved[pk], only_from, state,
+                           (per_job[pk] if per_job is not None else columns), interrupting)
                 for pk, _ in sorted(changed)])
         # 5. wake
         if state == JobState.AVAILABLE:
@@ -134,7 +134,7 @@ def transition(jobs: QuerySet | Collection[int] | None, state: str | None, *,
 def ack(outcomes: Sequence[Outcome], *, using: str | None = None) -> None:
     """Write the outcomes of finished attempts, through :func:`transition`.
 
-    Outcomes are grouped by new state and changed columns; each group is one statement per
+    Outcomes are grouped by new state and changed columns; per_job group is one statement per
     :data:`WRITE_CHUNK` jobs. Completed jobs are one group even when only some of them change
     their meta (a recorded result): the others keep theirs. Every statement only touches jobs
     still ``executing``: a job cancelled meanwhile keeps its state, and writing the same
@@ -152,22 +152,22 @@ def ack(outcomes: Sequence[Outcome], *, using: str | None = None) -> None:
     with transaction.atomic(using=alias) if several else nullcontext():
         for (state, _), group in groups.items():
             finished = FINISHED_AT.get(state)
-            each = {o.job_id: {**o.changes, finished: o.at} if finished else o.changes
+            per_job = {o.job_id: {**o.changes, finished: o.at} if finished else o.changes
                     for o in group}
-            known = ({o.job_id: o.job for o in group}
+            held = ({o.job_id: o.job for o in group}
                      if all(o.job is not None for o in group) else None)
-            shared = _shared(each)
+            shared = _shared(per_job)
             if shared is not None:  # the same values for every job (a chunk's members)
-                transition(list(each), state, only_from=(JobState.EXECUTING,), values=shared,
-                           known=known, using=alias)
+                transition(list(per_job), state, only_from=(JobState.EXECUTING,), columns=shared,
+                           held=held, using=alias)
             else:
-                transition(None, state, only_from=(JobState.EXECUTING,), each=each, known=known,
+                transition(None, state, only_from=(JobState.EXECUTING,), per_job=per_job, held=held,
                            using=alias)
 
 
 def ack_separately(outcomes: Sequence[Outcome], *, using: str | None = None
                    ) -> list[tuple[Outcome, Exception]]:
-    """Write each of ``outcomes`` on its own (:func:`ack` of one), so that one that cannot be
+    """Write per_job of ``outcomes`` on its own (:func:`ack` of one), so that one that cannot be
     written (a feature's ``acked`` failing on what its row holds, say) does not hold back the
     others; return those that failed, with their errors. For a writer whose group write
     failed for another reason than a busy database."""
@@ -181,15 +181,15 @@ def ack_separately(outcomes: Sequence[Outcome], *, using: str | None = None
 
 
 def state_columns(state: str, columns: Mapping[str, Any],
-                  each: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  per_job: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The columns that go with moving to ``state``, besides those the caller sets
-    (``columns``, and the per-job ``each``): the state, ``unique_key`` (the one rule:
+    (``columns``, and the per-job ``per_job``): the state, ``unique_key`` (the one rule:
     :func:`~django_jobs.models.unique_key_after`, unless the caller sets a new key itself, as
     ``update_job`` does), and the finished timestamps (the final state's set to now unless
     given, the others cleared)."""
     given = set(columns)
-    if each:
-        given.update(next(iter(each.values())))
+    if per_job:
+        given.update(next(iter(per_job.values())))
     extra: dict[str, Any] = {"state": state}
     if "unique_key" not in given:
         extra["unique_key"] = unique_key_after(state)
@@ -211,24 +211,25 @@ def job_change(pk: int, job: Any, only_from: Sequence[str], state: str | None,
                      attempt if isinstance(attempt, int) else job.attempt, job.attempt)
 
 
-def _holds(known: Mapping[int, Any], ids: Sequence[int], only_from: Sequence[str]) -> bool:
-    """Whether the caller holds every job and knows each one's old state (its own, or the
+def _holds(held: Mapping[int, Any], ids: Sequence[int], only_from: Sequence[str]) -> bool:
+    """Whether the caller holds every job and knows per_job one's old state (its own, or the
     only one it can have come from): then RETURNING says which changed, with no read."""
-    return all(pk in known for pk in ids) and (
-        len(only_from) == 1 or all(getattr(known[pk], "state", None) in only_from for pk in ids))
+    return all(pk in held for pk in ids) and (
+        len(only_from) == 1 or all(getattr(held[pk], "state", None) in only_from for pk in ids))
 
 
-def _watched(known: Mapping[int, Any] | None) -> bool:
+def _watched(held: Mapping[int, Any] | None) -> bool:
     """Whether a change of these jobs must be handed over: someone listens to
     ``state_changed``, or a feature implementing ``acked`` may concern them (for jobs the
     caller holds, one their worker or meta names)."""
     if signals.state_changed.has_listeners():
         return True
-    if not features.any_writers("acked"):
+    if not features.any_implements("acked"):
         return False
-    if known is None:
+    if held is None:
         return True
-    return any(features.job_writers(job.worker, job.meta, "acked") for job in known.values())
+    return any(features.implementing_for_job(job.worker, job.meta, "acked")
+               for job in held.values())
 
 
 def _hand_over(engine: Engine, changes: list[JobChange]) -> None:
@@ -239,21 +240,21 @@ def _hand_over(engine: Engine, changes: list[JobChange]) -> None:
         return
     if signals.state_changed.has_listeners():
         signals.state_changed.send(Job, changes=changes, using=engine.alias)
-    if features.any_writers("acked"):
+    if features.any_implements("acked"):
         by_feature: dict[Any, list[JobChange]] = {}
         for change in changes:
-            for feature in features.job_writers(change.worker, change.meta, "acked"):
+            for feature in features.implementing_for_job(change.worker, change.meta, "acked"):
                 by_feature.setdefault(feature, []).append(change)
         for feature, subset in by_feature.items():
             feature.acked(subset, engine.alias)
 
 
-def _shared(each: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The columns of ``each`` when every job has the same values (then one plain UPDATE of
+def _shared(per_job: Mapping[int, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The columns of ``per_job`` when every job has the same values (then one plain UPDATE of
     them all does), else None."""
-    rows = iter(each.values())
+    rows = iter(per_job.values())
     first = next(rows, None)
-    if first is None or len(each) == 1:
+    if first is None or len(per_job) == 1:
         return None
     for row in rows:
         if row != first:

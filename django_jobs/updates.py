@@ -67,7 +67,7 @@ def update_job(job: Job | int, **changes: Any) -> Job:
             values["unique_key"] = key if current.unique_states & STATE_BITS[state] else None
         try:
             with transaction.atomic(using=engine.alias):
-                changed = transition([pk], state, only_from=(current.state,), values=values,
+                changed = transition([pk], state, only_from=(current.state,), columns=values,
                                      using=engine.alias)
         except IntegrityError:  # a unique job took the new slot since we looked
             raise InvalidJobError(f"job {pk}: another job holds the unique slot of the new "

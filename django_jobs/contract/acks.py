@@ -74,11 +74,11 @@ class TransitionAtomicityTests(EngineMixin, TransactionTestCase):
         at = timezone.now()
         with self.assertRaises(Refused):
             transition(None, "completed", only_from=["executing"],
-                       each={job.pk: {"meta": {"x": 1}} for job in jobs},
-                       known={job.pk: job for job in jobs})
+                       per_job={job.pk: {"meta": {"x": 1}} for job in jobs},
+                       held={job.pk: job for job in jobs})
         with self.assertRaises(Refused):
             transition(None, "completed", only_from=["executing"],
-                       each={job.pk: {"meta": {"x": 1}} for job in jobs})
+                       per_job={job.pk: {"meta": {"x": 1}} for job in jobs})
         with self.assertRaises(Refused):
             ack([Outcome(jobs[0].pk, "completed", at, job=jobs[0]),
                 Outcome(jobs[1].pk, "discarded", at, {"errors": []}, jobs[1])])
@@ -239,5 +239,5 @@ class AttemptReportTests(EngineMixin, TestCase):
         self.assertEqual(self.reported(calls), {job.pk: (3, 3)})
         calls.clear()
         transition([job.pk], "cancelled", only_from=["available"],
-                   each={job.pk: {"attempt": 4}})
+                   per_job={job.pk: {"attempt": 4}})
         self.assertEqual(self.reported(calls), {job.pk: (3, 4)})

@@ -50,7 +50,7 @@ class TransitionTests(EngineMixin, TestCase):
         at = later(10)
         entry = error_entry(3, at, "an error")
         count = transition([*(j.pk for j in jobs), low.pk], "available",
-                           only_from=["discarded"], values={
+                           only_from=["discarded"], columns={
                                "scheduled_at": at, "errors": [entry],
                                "max_attempts": Greatest(F("max_attempts"),
                                                         F("attempt") + 1),
@@ -66,7 +66,7 @@ class TransitionTests(EngineMixin, TestCase):
         at = timezone.now()
         each = {job.pk: {"errors": [error_entry(1, at, f"error {i}")],
                          "scheduled_at": later(i + 1, at)} for i, job in enumerate(jobs)}
-        count = transition(None, "retryable", only_from=["executing"], each=each)
+        count = transition(None, "retryable", only_from=["executing"], per_job=each)
         self.assertEqual(count, 3)
         for i, row in enumerate(fresh(jobs)):
             self.assertEqual(row.state, "retryable")
@@ -78,8 +78,8 @@ class TransitionTests(EngineMixin, TestCase):
         at = timezone.now()
         count = transition(
             None, "available", only_from=["executing"],
-            values={"scheduled_at": at, "attempt": 0, "priority": 4},
-            each={job.pk: {"errors": [error_entry(1, at, f"back {job.pk}")]} for job in jobs})
+            columns={"scheduled_at": at, "attempt": 0, "priority": 4},
+            per_job={job.pk: {"errors": [error_entry(1, at, f"back {job.pk}")]} for job in jobs})
         self.assertEqual(count, 2)
         for row in fresh(jobs):
             self.assertEqual((row.state, row.scheduled_at, row.attempt, row.priority),
@@ -91,8 +91,8 @@ class TransitionTests(EngineMixin, TestCase):
         at = timezone.now()
         count = transition(
             None, "retryable", only_from=["executing"],
-            values={"errors": [], "meta": {"shared": True}},
-            each={job.pk: {"scheduled_at": later(i, at)} for i, job in enumerate(jobs)})
+            columns={"errors": [], "meta": {"shared": True}},
+            per_job={job.pk: {"scheduled_at": later(i, at)} for i, job in enumerate(jobs)})
         self.assertEqual(count, 2)
         for i, row in enumerate(fresh(jobs)):
             self.assertEqual((row.state, row.errors, row.meta, row.scheduled_at),
@@ -103,18 +103,18 @@ class TransitionTests(EngineMixin, TestCase):
         [cancelled] = put(jobs[1:2], "cancelled", cancelled_at=ago(1))
         each = {job.pk: {"errors": [error_entry(1, timezone.now(), "x")]} for job in jobs}
         self.assertEqual(transition(None, "retryable", only_from=["executing"],
-                                    each=each), 2)
+                                    per_job=each), 2)
         self.assertEqual(states(jobs), ["retryable", "cancelled", "retryable"])
         self.assertEqual(reload(cancelled).errors, [])
         self.assertEqual(transition(None, "retryable", only_from=["executing"],
-                                    each={}), 0)
+                                    per_job={}), 0)
 
     def test_each_is_one_statement_per_write_chunk(self):
         jobs = claim(WRITE_CHUNK + 1)
         each = {job.pk: {"meta": {"i": i}} for i, job in enumerate(jobs)}
         with no_receivers(), count_statements() as statements:
             count = transition(None, "completed", only_from=["executing"],
-                               each=each)
+                               per_job=each)
         self.assertEqual(count, WRITE_CHUNK + 1)
         self.assertEqual(kinds(statements), ["UPDATE", "UPDATE"])
         self.assertEqual(dict(Job.objects.filter(state="completed").values_list("pk", "meta")),
@@ -150,7 +150,7 @@ class TransitionTests(EngineMixin, TestCase):
         [job] = claim(queue="each", unique={"period": "infinity",
                                             "states": ["available", "executing"]})
         transition(None, "completed", only_from=["executing"],
-                   each={job.pk: {"meta": {}}})
+                   per_job={job.pk: {"meta": {}}})
         self.assertIsNone(reload(job).unique_key)
 
     def test_final_state_sets_its_timestamp_and_clears_the_others(self):
@@ -162,7 +162,7 @@ class TransitionTests(EngineMixin, TestCase):
                     values = {FINISHED_AT[state]: given} if given else {}
                     before = timezone.now()
                     transition([job.pk], state, only_from=["suspended"],
-                               values=values)
+                               columns=values)
                     after = timezone.now()
                     row = reload(job)
                     for column in FINISHED_COLUMNS:
@@ -189,7 +189,7 @@ class TransitionTests(EngineMixin, TestCase):
         jobs = claim(2)
         at = ago(3)
         transition(None, "discarded", only_from=["executing"],
-                   each={job.pk: {"discarded_at": at} for job in jobs})
+                   per_job={job.pk: {"discarded_at": at} for job in jobs})
         for row in fresh(jobs):
             self.assertEqual((row.state, row.discarded_at, row.completed_at, row.cancelled_at),
                              ("discarded", at, None, None))
@@ -232,7 +232,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         jobs = enqueue(2, meta={"m": 1})
         calls = receive_changes(self)
         transition([j.pk for j in jobs], "suspended", only_from=["available"],
-                   values={"meta": {"m": 2}})
+                   columns={"meta": {"m": 2}})
         self.assertEqual(len(calls), 1)
         self.assertEqual(sorted(calls[0].changes, key=lambda c: c.id),
                          [self.change(job, "available", "suspended", {"m": 2}) for job in jobs])
@@ -244,10 +244,10 @@ class TransitionSignalTests(EngineMixin, TestCase):
         self.assertEqual(transition([job.pk], "cancelled",
                                     only_from=["available"]), 0)
         self.assertEqual(transition(None, "cancelled", only_from=["available"],
-                                    each={job.pk: {"meta": {}}}), 0)
+                                    per_job={job.pk: {"meta": {}}}), 0)
         self.assertEqual(transition(None, "cancelled", only_from=["available"],
-                                    each={job.pk: {"meta": {}}},
-                                    known={job.pk: job}), 0)
+                                    per_job={job.pk: {"meta": {}}},
+                                    held={job.pk: job}), 0)
         self.assertEqual(transition([job.pk], None, only_from=["available"]), 0)
         self.assertEqual(calls, [])
         self.assertEqual(reload(job).state, "completed")
@@ -269,7 +269,7 @@ class TransitionSignalTests(EngineMixin, TestCase):
         [cancelled] = put(jobs[2:], "cancelled", cancelled_at=ago(1))
         calls = receive_changes(self)
         each = {job.pk: {"meta": {"m": i}} for i, job in enumerate(jobs)}
-        count = transition(None, "completed", only_from=["executing"], each=each)
+        count = transition(None, "completed", only_from=["executing"], per_job=each)
         self.assertEqual(count, 2)
         self.assertEqual(len(calls), 1)
         self.assertEqual(sorted(calls[0].changes, key=lambda c: c.id), [
@@ -284,8 +284,8 @@ class TransitionSignalTests(EngineMixin, TestCase):
         calls = receive_changes(self)
         at = timezone.now()
         each = {job.pk: {"errors": [error_entry(1, at, "x")]} for job in jobs}
-        count = transition(None, "retryable", only_from=["executing"], each=each,
-                           known={job.pk: job for job in jobs})
+        count = transition(None, "retryable", only_from=["executing"], per_job=each,
+                           held={job.pk: job for job in jobs})
         self.assertEqual(count, 2)
         self.assertEqual(len(calls), 1)
         self.assertEqual(sorted(calls[0].changes, key=lambda c: c.id), [
@@ -297,8 +297,8 @@ class TransitionSignalTests(EngineMixin, TestCase):
         jobs = claim(WRITE_CHUNK + 2)
         calls = receive_changes(self)
         transition(None, "completed", only_from=["executing"],
-                   each={job.pk: {"meta": {}} for job in jobs},
-                   known={job.pk: job for job in jobs})
+                   per_job={job.pk: {"meta": {}} for job in jobs},
+                   held={job.pk: job for job in jobs})
         self.assertEqual(len(calls), 1)
         self.assertEqual(sorted(c.id for c in calls[0].changes), sorted(j.pk for j in jobs))
 

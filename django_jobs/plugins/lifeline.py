@@ -59,10 +59,10 @@ def rescue_orphans(dead_after: datetime.datetime, now: datetime.datetime, *,
         else:
             back[job.pk] = {"errors": errors}
     known = {job.pk: job for job in orphans}
-    rescued = transition(None, JobState.AVAILABLE, only_from=(JobState.EXECUTING,), each=back,
-                         known=known, using=using)
+    rescued = transition(None, JobState.AVAILABLE, only_from=(JobState.EXECUTING,), per_job=back,
+                         held=known, using=using)
     discarded = transition(None, JobState.DISCARDED, only_from=(JobState.EXECUTING,),
-                           each=out, known=known, using=using)
+                           per_job=out, held=known, using=using)
     # Rows of producers that stopped heartbeating are gone for good (a live node that was
     # only cut off writes its rows again on its next heartbeat).
     stale = producers.filter(heartbeat_at__lt=dead_after).delete()[0]

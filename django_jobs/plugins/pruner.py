@@ -35,7 +35,7 @@ from ..conf import DEFAULTS, SETTING_NAME, jobs_settings
 from ..engines import Engine
 from ..models import FINISHED_STATES, Job
 from ..exceptions import ConfigurationError
-from ..transitions import KnownJob, transition
+from ..transitions import HeldJob, transition
 from .base import Plugin, Problem, seconds_option, unknown_options
 
 __all__ = ["INDEX", "OPTIONS", "REPORTED_IDS", "Pruner", "Retention", "prunable", "prune_jobs",
@@ -148,7 +148,7 @@ def prune_jobs(now: datetime.datetime, limit: int, retention: Retention, *,
         remaining -= len(rows)
         ids = [row[0] for row in rows]
         count = transition(ids, None, only_from=FINISHED_STATES,
-                           known={row[0]: KnownJob(*row[1:]) for row in rows}, using=using)
+                           held={row[0]: HeldJob(*row[1:]) for row in rows}, using=using)
         if count != len(ids):  # some left the finished states in between: they stay
             kept = set(Job.objects.using(using).filter(pk__in=ids).values_list("pk", flat=True))
             ids = [pk for pk in ids if pk not in kept]

@@ -10,7 +10,7 @@ import datetime
 
 from ..engines import Engine
 from ..models import Job, JobState
-from ..transitions import KnownJob, transition
+from ..transitions import HeldJob, transition
 from .base import Plugin
 
 __all__ = ["LIMIT", "Stager", "stage_jobs"]
@@ -34,7 +34,7 @@ def stage_jobs(now: datetime.datetime, limit: int = LIMIT, *,
     # cancelled.
     transition([row[0] for row in due], JobState.AVAILABLE,
                only_from=(JobState.SCHEDULED, JobState.RETRYABLE),
-               known={row[0]: KnownJob(*row[1:]) for row in due}, using=using)
+               held={row[0]: HeldJob(*row[1:]) for row in due}, using=using)
     return sorted({row[2] for row in due})
 
 

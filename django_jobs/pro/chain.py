@@ -48,7 +48,7 @@ from ..jsonutil import dumps
 from ..models.job import FINISHED_STATES, Job, JobChange, JobState
 from ..plugins.base import Plugin
 from ..registry import resolve_worker
-from ..transitions import KnownJob, transition
+from ..transitions import HeldJob, transition
 from .chain_queries import (CHAIN_ACTIVE, chain_heads, chained, chains_with_other_active,
                             in_chain, jobs_of, waiting_chains)
 from .partition import parse_by
@@ -143,7 +143,7 @@ def release(using: str, members: Iterable[int], *,
     if not heads:
         return {}
     now = timezone.now()
-    targets: dict[str, dict[int, KnownJob]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
+    targets: dict[str, dict[int, HeldJob]] = {JobState.AVAILABLE: {}, JobState.SCHEDULED: {}}
     for head in heads:
         spec = spec_for(head["worker"]) or ChainSpec(by=(("worker",),))
         if not spec.releases_after(head["previous"]):
@@ -153,13 +153,13 @@ def release(using: str, members: Iterable[int], *,
                 (now - cancelled).total_seconds() < settle:
             continue
         state = JobState.SCHEDULED if head["scheduled_at"] > now else JobState.AVAILABLE
-        targets[state][head["id"]] = KnownJob(head["worker"], head["queue"], head["meta"],
+        targets[state][head["id"]] = HeldJob(head["worker"], head["queue"], head["meta"],
                                               JobState.SUSPENDED)
     for state, rows in targets.items():
         if rows:
             # Chain.acked sees these changes (suspended -> available/scheduled) as jobs made
             # active: each is the only active job of its chain, so they stay released.
-            transition(list(rows), state, only_from=(JobState.SUSPENDED,), known=rows,
+            transition(list(rows), state, only_from=(JobState.SUSPENDED,), held=rows,
                        using=using)
     # Under the chain locks, nothing else could have moved these waiting jobs meanwhile.
     return {pk: state for state, rows in targets.items() for pk in rows}
@@ -271,7 +271,7 @@ class Chain(Feature):
         for pk in sorted(waiting):
             change = activated[pk]
             transition([pk], JobState.SUSPENDED, only_from=(change.new,),
-                       known={pk: KnownJob(change.worker, change.queue, change.meta,
+                       held={pk: HeldJob(change.worker, change.queue, change.meta,
                                            change.new)}, using=using)
         release(using, _members(using, finished))
 
