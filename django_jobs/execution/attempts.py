@@ -140,6 +140,7 @@ def outcome_of(attempt: Attempt) -> Outcome:
     """The outcome ``attempt.result`` gives: a snooze, a cancel, a discard, or a completion (a
     snooze of a job whose meta is not a JSON object fails the attempt: it cannot be counted)."""
     job, result = attempt.job, attempt.result
+    job.unsaved_error = None
     now = timezone.now()
     if isinstance(result, Snooze):
         if not isinstance(job.meta, Mapping):
@@ -167,6 +168,9 @@ def failure(attempt: Attempt, exc: BaseException, text: str) -> Outcome:
     for the ``job_exception`` signal."""
     attempt.error = exc
     attempt.traceback = text
+    # Oban's unsaved_error: the exception of the attempt being decided, for backoff(), the
+    # after_process hooks and the features' after steps.
+    attempt.job.unsaved_error = exc
     return failed(attempt.job, text, attempt.worker)
 
 

@@ -184,6 +184,12 @@ class Job(models.Model):
 
     objects = JobQuerySet.as_manager()
 
+    #: The exception of the attempt whose outcome is being decided (Oban's ``unsaved_error``),
+    #: set while ``backoff(job)``, the ``after_process`` hooks and the job features' ``after``
+    #: steps run; None after an attempt that did not fail. Never stored: the row keeps the
+    #: formatted traceback in ``errors``.
+    unsaved_error: BaseException | None = None
+
     class Meta:
         db_table = "django_jobs_job"
         ordering = ["-id"]
