@@ -130,8 +130,12 @@ def scheduled_time(options: Mapping[str, Any], now: datetime.datetime) -> dateti
     if "schedule_in" in options and "scheduled_at" in options:
         raise InvalidJobError("give schedule_in or scheduled_at, not both")
     if "schedule_in" in options:
-        return now + datetime.timedelta(seconds=to_seconds(options["schedule_in"],
-                                                           "schedule_in"))
+        seconds = to_seconds(options["schedule_in"], "schedule_in")
+        try:
+            return now + datetime.timedelta(seconds=seconds)
+        except OverflowError:  # past datetime.max (year 9999)
+            raise InvalidJobError(f"schedule_in is too far in the future: "
+                                  f"{options['schedule_in']!r}") from None
     if "scheduled_at" in options:
         at = options["scheduled_at"]
         if not isinstance(at, datetime.datetime):

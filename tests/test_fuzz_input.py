@@ -124,6 +124,13 @@ class ArgsAndMetaTests(TestCase):
         job = EchoWorker.enqueue({}, meta={"batch_id": "b" * 64, "chain_id": None})
         self.check_accepted(job)
 
+    def test_durations_past_what_a_datetime_holds_are_refused(self):
+        # OverflowError from float() or timedelta before.
+        for schedule_in in (10**400, (10**400, "days"), 1e300, 86400 * 366 * 9000):
+            with self.subTest(schedule_in=str(schedule_in)[:20]), self.assertRaisesRegex(
+                    InvalidJobError, "schedule_in (must be a finite|is too far)"):
+                EchoWorker.new({}, schedule_in=schedule_in)
+
     def test_hostile_strings_and_numbers_each_alone(self):
         for value in [*HOSTILE_STRINGS, *HOSTILE_NUMBERS, *LONGEST_INTEGERS]:
             shown = ("a 4300-digit integer" if value is LONGEST_INTEGERS[0] else "10**4300"
