@@ -373,7 +373,15 @@ SAFE_INTERPOLATIONS = {
         "_COLUMNS": "constant column list",
         "rows": "(%s, ...) placeholder groups",
     },
-    "django_jobs/models/job.py": {"placeholders": "%s placeholders"},
+    "django_jobs/pro/chain_queries.py": {"placeholders": "%s placeholders"},
+    "django_jobs/contract/services.py": {
+        "', '.join(columns)": "Job's concrete column names (the engine contract suite)"},
+    "django_jobs/contract/support.py": {
+        "test.engine.vendor": "a skip message that names LISTEN/NOTIFY, not SQL"},
+    "django_jobs/contract/watching.py": {
+        "channel": "the runtime's constant channel names (the engine contract suite)"},
+    "django_jobs/plugins/pruner.py": {
+        "states": "FINISHED_STATES, constants of the code, quoted (asserted alphabetic)"},
     "django_jobs/runtime/notifier.py": {"CONTROL_CHANNEL": "a constant channel name",
                                         "INSERT_CHANNEL": "a constant channel name"},
 }
@@ -386,6 +394,9 @@ SAFE_STATEMENT_VARIABLES = {
         "self._insert_unique_sql": "a constant INSERT over Job's columns",
         "self._insert_one_sql": "a constant INSERT over Job's columns",
     },
+    "django_jobs/plugins/pruner.py": {
+        "sql": "the ORM compiler's statement (values in params), on SQLite with INDEXED BY the "
+               "constant name of the prune index"},
 }
 
 
@@ -428,9 +439,14 @@ def sql_interpolations() -> tuple[dict[str, set[str]], dict[str, set[str]], list
                         not isinstance(node.args[0], (ast.Constant, ast.JoinedStr)):
                     variables.setdefault(name, set()).add(_segment(source, node.args[0]))
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                    node.func.id == "RawSQL" and node.args and \
-                    not isinstance(node.args[0], ast.Constant):
-                unsafe.append(f"{name}:{node.lineno} builds RawSQL from a non-constant")
+                    node.func.id == "RawSQL" and node.args:
+                sql = node.args[0]
+                if isinstance(sql, ast.JoinedStr):
+                    interpolated.setdefault(name, set()).update(
+                        _segment(source, v.value) for v in sql.values
+                        if isinstance(v, ast.FormattedValue))
+                elif not isinstance(sql, ast.Constant):
+                    unsafe.append(f"{name}:{node.lineno} builds RawSQL from a variable")
     return interpolated, variables, unsafe
 
 
