@@ -91,6 +91,25 @@ def validate_tags(tags: Any) -> list[str]:
     return list(cleaned)
 
 
+#: Meta keys the jobs table copies into a column of its own (generated columns of Job: the
+#: chain and batch indexes), with the column each fills.
+META_COLUMNS = {"chain_id": "chain", "batch_id": "batch"}
+
+
+def check_meta_columns(meta: Mapping[str, Any]) -> None:
+    """Raise InvalidJobError when a meta key that fills a column of its own (``chain_id``,
+    ``batch_id``) holds what the column cannot: anything but a string of at most its length
+    (PostgreSQL refuses the row at insert; SQLite would store an id no index lookup finds)."""
+    for key, column in META_COLUMNS.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        limit = Job._meta.get_field(column).output_field.max_length
+        if not isinstance(value, str) or len(value) > limit:
+            raise InvalidJobError(f"meta[{key!r}] must be a string of at most {limit} "
+                                  f"characters, not {value!r:.80}")
+
+
 def class_defaults(worker: type) -> dict[str, Any]:
     """Validate a worker class's options; raise ConfigurationError naming the class."""
     try:
@@ -111,8 +130,12 @@ def scheduled_time(options: Mapping[str, Any], now: datetime.datetime) -> dateti
     if "schedule_in" in options and "scheduled_at" in options:
         raise InvalidJobError("give schedule_in or scheduled_at, not both")
     if "schedule_in" in options:
-        return now + datetime.timedelta(seconds=to_seconds(options["schedule_in"],
-                                                           "schedule_in"))
+        seconds = to_seconds(options["schedule_in"], "schedule_in")
+        try:
+            return now + datetime.timedelta(seconds=seconds)
+        except OverflowError:  # past datetime.max (year 9999)
+            raise InvalidJobError(f"schedule_in is too far in the future: "
+                                  f"{options['schedule_in']!r}") from None
     if "scheduled_at" in options:
         at = options["scheduled_at"]
         if not isinstance(at, datetime.datetime):
@@ -172,6 +195,7 @@ def build_job(cls: type, args: Mapping[str, Any] | None,
     job = _build(cls.worker_path, cls._defaults, args, options)
     for feature, config in reversed(pipeline):
         feature.build(job, options, config)
+    check_meta_columns(job.meta)
     _unique_key(job)
     return job
 
@@ -202,6 +226,7 @@ def build_remote_job(path: str, args: Mapping[str, Any] | None,
         raise InvalidJobError(f"a job of the remote worker {path} needs queue=...: the queue "
                               f"that the deployment running it serves")
     job = _build(path, REMOTE_DEFAULTS, {} if args is None else args, options)
+    check_meta_columns(job.meta)
     _unique_key(job)
     return job
 

@@ -21,8 +21,10 @@ from .registry import aliases, is_worker, workers
 from .runtime.supervisor import resolve_processes
 
 
-def _hint(name: str, choices: Any) -> str | None:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+def _hint(name: Any, choices: Any) -> str | None:
+    if not isinstance(name, str):
+        return None
+    close = difflib.get_close_matches(name, [c for c in choices if isinstance(c, str)], n=1)
     return f"Did you mean {close[0]!r}?" if close else None
 
 
@@ -41,7 +43,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                                 id="django_jobs.E002"))
     errors += _check_queues(jobs_settings.QUEUES)
     alias = jobs_settings.DATABASE
-    if alias not in settings.DATABASES:
+    if not isinstance(alias, str):
+        errors.append(Error(f"{SETTING_NAME}['DATABASE'] must be the alias of a database in "
+                            f"DATABASES, not {alias!r}.", id="django_jobs.E004"))
+    elif alias not in settings.DATABASES:
         errors.append(Error(f"{SETTING_NAME}['DATABASE'] names {alias!r}, which is not in "
                             f"DATABASES.", hint=_hint(alias, settings.DATABASES),
                             id="django_jobs.E004"))

@@ -284,7 +284,7 @@ def _field(part: str, name: str, low: int, high: int) -> frozenset[int]:
         base, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) < 1:
+            if not _digits(step_text) or int(step_text) < 1:
                 raise CronError(f"{name} field step {step_text!r} must be a whole number of "
                                 f"at least 1")
             step = int(step_text)
@@ -308,11 +308,17 @@ def _field(part: str, name: str, low: int, high: int) -> frozenset[int]:
     return frozenset(values)
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true of "²" and "٣", which int() refuses
+    or reads as another number."""
+    return text.isascii() and text.isdigit()
+
+
 def _value(text: str, name: str, low: int, high: int, names: dict[str, int]) -> int:
     upper = text.upper()
     if upper in names:
         return names[upper]
-    if not text.isdigit():
+    if not _digits(text):
         hint = f" or a name ({', '.join(names)})" if names else ""
         raise CronError(f"{name} field value {text!r} is not a number{hint}")
     number = int(text)
@@ -325,6 +331,8 @@ def timezone_named(name: str | None) -> ZoneInfo:
     """The zoneinfo time zone ``name`` (UTC for None), or CronError naming it."""
     if name is None:
         return ZoneInfo("UTC")
+    if not isinstance(name, str):
+        raise CronError(f"a time zone is a name such as 'Europe/Paris', not {name!r}")
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError, OSError):

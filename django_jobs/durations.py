@@ -14,6 +14,14 @@ UNITS = {
 }
 
 
+def _float(number: int | float) -> float:
+    """``float(number)``; an integer too large for a float is infinite (refused by callers)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
 def to_seconds(value: Duration, name: str, *, allow_infinity: bool = False) -> float:
     """Return ``value`` in seconds, or raise :class:`InvalidJobError` naming option ``name``.
 
@@ -26,7 +34,7 @@ def to_seconds(value: Duration, name: str, *, allow_infinity: bool = False) -> f
     if isinstance(value, datetime.timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _float(value)
     elif (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str)
           and isinstance(value[0], (int, float)) and not isinstance(value[0], bool)):
         amount, unit = value
@@ -34,7 +42,7 @@ def to_seconds(value: Duration, name: str, *, allow_infinity: bool = False) -> f
         if factor is None:
             raise InvalidJobError(
                 f"{name}: unknown unit {unit!r}; use one of {', '.join(u + 's' for u in UNITS)}")
-        seconds = float(amount) * factor
+        seconds = _float(amount) * factor
     else:
         forms = "seconds, a timedelta or (n, 'minutes')"
         if allow_infinity:

@@ -14,11 +14,12 @@ from django.contrib import admin
 from ..models import Batch, CronEntry, Job, Peer, Producer, QueueCommand
 from .batches import BatchAdmin
 from .cron import CronEntryAdmin
+from .guards import GuardedAdmin
 from .jobs import JobAdmin
 from .panels import register_panel, unregister_panel
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(GuardedAdmin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from ..pro.batch import batch_statuses
+from .guards import GuardedAdmin
 
 
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(GuardedAdmin, admin.ModelAdmin):
     list_display = ["batch_id", "progress_bar", "counts", "handlers", "callback_worker",
                     "created_at", "updated_at"]
     list_display_links = ["batch_id"]
@@ -65,7 +67,8 @@ class BatchAdmin(admin.ModelAdmin):
     @admin.display(description="members")
     def counts(self, batch):
         site = self.admin_site.name
-        url = reverse(f"{site}:django_jobs_job_changelist") + f"?batch={batch.pk}"
+        url = reverse(f"{site}:django_jobs_job_changelist") + "?" + urlencode(
+            {"batch": batch.pk})
         parts = format_html_join(", ", "{} {}", [
             (value, name) for name, value in self._status(batch).counts.items()
             if value and name != "members"])

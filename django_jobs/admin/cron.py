@@ -8,9 +8,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..models import CronSource
+from .guards import GuardedAdmin
 
 
-class CronEntryAdmin(admin.ModelAdmin):
+class CronEntryAdmin(GuardedAdmin, admin.ModelAdmin):
     list_display = ["name", "expression", "timezone", "worker", "source", "next_run",
                     "last_run", "paused"]
     list_filter = ["paused", "source"]

@@ -28,8 +28,10 @@ def _sample(request) -> dict[str, set]:
             "queue", "worker", "tags", "attempted_by")[:SAMPLE]:
         values["queue"].add(queue)
         values["worker"].add(worker)
-        values["tag"].update(t for t in tags or () if isinstance(t, str))
-        if isinstance(attempted_by, list) and attempted_by:
+        # Rows no API writes (tags not a list, a node that is not a string) are skipped.
+        if isinstance(tags, list):
+            values["tag"].update(t for t in tags if isinstance(t, str))
+        if isinstance(attempted_by, list) and attempted_by and isinstance(attempted_by[0], str):
             values["node"].add(attempted_by[0])
     for queue, node in Producer.objects.values_list("queue", "node"):
         values["queue"].add(queue)
@@ -103,7 +105,7 @@ class PriorityFilter(admin.SimpleListFilter):
         return [(str(p), str(p)) for p in range(10)]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
+        if self.value() and self.value().isascii() and self.value().isdigit():
             return queryset.filter(priority=int(self.value()))
         return queryset
 

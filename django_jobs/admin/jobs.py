@@ -21,6 +21,7 @@ from .. import control
 from ..models import Job, JobState
 from ..pro.encrypted import SEALED, is_sealed
 from . import dashboard, filters, queues
+from .guards import GuardedAdmin
 from .paginator import EstimatedCountPaginator
 from .panels import panels_for, task_path
 from .search import SearchError, search_q
@@ -100,7 +101,7 @@ class JobActions:
         return request.user.has_perm(f"{self.opts.app_label}.control_queues")
 
 
-class JobAdmin(JobActions, admin.ModelAdmin):
+class JobAdmin(GuardedAdmin, JobActions, admin.ModelAdmin):
     list_display = ["id", "worker_name", "queue", "state_badge", "attempts", "priority",
                     "relevant_time", "args_preview"]
     list_display_links = ["id", "worker_name"]
@@ -189,6 +190,9 @@ class JobAdmin(JobActions, admin.ModelAdmin):
         return actions
 
     # -- search -------------------------------------------------------------------------------
+
+    #: ``?batch=ID`` lists a batch's members (the batch pages link there); see GuardedAdmin.
+    url_lookups = frozenset({"batch", "chain", "id"})
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import pprint
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
@@ -33,6 +35,10 @@ from ..pro.chain_queries import chain_neighbours
 from ..pro.chunk import ChunkWorker, chunk_of
 from ..pro.encrypted import SEALED, is_sealed
 from ..pro.recorded import NotRecorded, fetch_recorded, recorded_key
+
+logger = logging.getLogger("django_jobs.admin")
+#: The template of a panel whose context raised.
+BROKEN_PANEL = "admin/django_jobs/panels/broken.html"
 
 PanelContext = Callable[[Any, Any], "dict[str, Any] | None"]
 
@@ -74,10 +80,18 @@ class RenderedPanel:
 
 
 def panels_for(request, job) -> list[RenderedPanel]:
-    """The panels to show for ``job``, each with its context."""
+    """The panels to show for ``job``, each with its context. A panel whose context raises
+    (a row no API writes, a third-party panel's bug) shows the error instead of breaking the
+    page."""
     shown = []
     for panel in registered_panels():
-        context = panel.context(request, job)
+        try:
+            context = panel.context(request, job)
+        except Exception as exc:
+            logger.exception("panel %r of job %s failed", panel.name, job.pk)
+            shown.append(RenderedPanel(panel.name, panel.title, BROKEN_PANEL,
+                                       {"error": f"{type(exc).__name__}: {exc}"}))
+            continue
         if context is not None:
             shown.append(RenderedPanel(panel.name, panel.title, panel.template, context))
     return shown
@@ -153,13 +167,20 @@ def _result(request, job):
 
 
 def _tags(request, job):
-    return {"tags": job.tags} if job.tags else None
+    if not job.tags:
+        return None
+    # A list of strings, as every API writes; anything else shown as its JSON.
+    tags = job.tags if isinstance(job.tags, list) else [job.tags]
+    return {"tags": [t if isinstance(t, str) else pretty_json(t) for t in tags]}
 
 
 def _errors(request, job):
     if not job.errors:
         return None
-    return {"errors": list(reversed(job.errors))}  # the latest first
+    # Entries {"at", "attempt", "error"}, as every API writes; anything else shown as its JSON.
+    entries = job.errors if isinstance(job.errors, list) else [job.errors]
+    return {"errors": [e if isinstance(e, dict) else {"error": pretty_json(e)}
+                       for e in reversed(entries)]}  # the latest first
 
 
 def _job_url(request, job) -> str | None:
@@ -196,13 +217,14 @@ def _chain(request, job):
 def _batch(request, job):
     meta = job.meta if isinstance(job.meta, dict) else {}
     batch_id = meta.get("batch_id")
-    if not batch_id:
+    if not batch_id or not isinstance(batch_id, str):  # what no API writes: not a batch
         return None
     batch = Batch.objects.using(job._state.db or "default").filter(pk=batch_id).first()
     site = getattr(request, "current_app", None) or "admin"
     try:
         url = reverse(f"{site}:django_jobs_batch_change", args=[batch_id])
-        members = reverse(f"{site}:django_jobs_job_changelist") + f"?batch={batch_id}"
+        members = reverse(f"{site}:django_jobs_job_changelist") + "?" + urlencode(
+            {"batch": batch_id})
     except Exception:  # the batch admin is not registered on this site
         url = members = None
     return {"batch_id": batch_id, "batch": batch, "url": url, "members_url": members,
@@ -220,7 +242,7 @@ def _chunk(request, job):
     except Exception:
         search = None
     leader_id = chunk_of(job)
-    if leader_id is not None:
+    if isinstance(leader_id, int) and not isinstance(leader_id, bool):
         leader = Job.objects.using(job._state.db or "default").filter(pk=leader_id).first()
         return {"leader_id": leader_id, "leader": leader,
                 "leader_url": leader and _job_url(request, leader),
@@ -240,7 +262,9 @@ def _deadline(request, job):
         return None
     try:
         at = datetime.datetime.fromisoformat(meta["deadline_at"])
-    except ValueError:
+    except (TypeError, ValueError):
+        at = None
+    if at is None or timezone.is_naive(at):  # what no API writes
         return {"at": None, "raw": meta["deadline_at"]}
     return {"at": at, "force": bool(meta.get("deadline_force")), "passed": at <= timezone.now()}
 
@@ -254,7 +278,8 @@ def _cron(request, job):
     if name:
         site = getattr(request, "current_app", None) or "admin"
         try:
-            url = reverse(f"{site}:django_jobs_cronentry_changelist") + f"?q={name}"
+            url = reverse(f"{site}:django_jobs_cronentry_changelist") + "?" + urlencode(
+                {"q": name})
         except Exception:  # the cron admin is not registered on this site
             url = None
     return {"name": name, "expression": meta.get("cron_expr"), "timezone": meta.get("cron_tz"),

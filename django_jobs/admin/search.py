@@ -54,12 +54,19 @@ def tag_q(tag: str, using: str = "default") -> Q:
                     "WHERE json_each.value = %s)", [tag], output_field=BooleanField()))
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true of "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _json_values(raw: str) -> list:
     """The values ``raw`` may stand for in a JSON document."""
     values = [raw]
     try:
         parsed = json.loads(raw)
-    except ValueError:
+        # NaN, Infinity and 1e999 (read as infinity) are no JSON a database takes.
+        json.dumps(parsed, allow_nan=False)
+    except (ValueError, RecursionError):
         return values
     if parsed != raw:
         values.insert(0, parsed)
@@ -80,13 +87,13 @@ def term_q(term: str) -> Q:
         if key == "tag":
             return tag_q(value)
         if key in ("id", "chunk"):
-            if not value.isdigit():
+            if not _digits(value):
                 raise SearchError(f"Search term {key}: needs a number, not {value!r}")
             if key == "chunk":  # members name their leader third in attempted_by
                 return Q(pk=int(value)) | Q(attempted_by__2=int(value))
             return Q(pk=int(value))
         return Q(**{FIELD_LOOKUPS[key]: value})
-    if term.isdigit():
+    if _digits(term):
         return Q(pk=int(term))
     return Q(worker__icontains=term) | Q(meta__task__icontains=term)
 

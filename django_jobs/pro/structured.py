@@ -290,7 +290,7 @@ class Schema:
             raise ArgsMismatch(f"{path}: {exc}" if quote else generic) from None
         except Exception:  # anything else the stored value makes load or dump raise
             raise ArgsMismatch(generic) from None
-        if again != data:
+        if not field.stored_as(again, data):
             raise ArgsMismatch(generic)
         return typed
 

@@ -72,6 +72,10 @@ class Field:
         """The typed value for stored ``data`` (trusted to have been dumped)."""
         return data
 
+    def stored_as(self, dumped: Any, data: Any) -> bool:
+        """Whether ``data`` read back from the database is what ``dumped`` was stored as."""
+        return dumped == data
+
     def describe(self) -> str:
         return self.kind
 
@@ -135,6 +139,13 @@ class Float(Field):
     def load(self, data):
         # A JSON column may give back a whole float as an integer (PostgreSQL's jsonb: 1e16).
         return float(data)
+
+    def stored_as(self, dumped, data) -> bool:
+        # 3.602879701896397e16 is stored as the integer it spells, 36028797018963970, whose
+        # float is the float dumped.
+        if isinstance(data, int) and not isinstance(data, bool):
+            return float(data) == dumped
+        return dumped == data
 
 
 class Bool(Field):
