@@ -147,8 +147,9 @@ def scheduled_time(options: Mapping[str, Any], now: datetime.datetime) -> dateti
     return None
 
 
-#: Every Job column's default for a new job, except the ones build_job always sets.
-_DEFAULTS: dict[str, Any] | None = None
+#: Every Job column's default for a new job, except the ones build_job always sets: the
+#: immutable ones as a template dict, the mutable ones (lists, dicts, callables) apart.
+_DEFAULTS: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 def _unsaved_job(**values: Any) -> Job:
@@ -162,14 +163,23 @@ def _unsaved_job(**values: Any) -> Job:
     if signals.pre_init.has_listeners(Job) or signals.post_init.has_listeners(Job):
         return Job(**values)
     if _DEFAULTS is None:
-        _DEFAULTS = {f.attname: f.get_default() for f in Job._meta.concrete_fields
-                     if f.attname not in values and not getattr(f, "generated", False)}
+        fixed, fresh = {}, {}
+        for f in Job._meta.concrete_fields:
+            if f.attname in values or getattr(f, "generated", False):
+                continue
+            default = f.get_default()
+            if callable(default) or isinstance(default, (dict, list)):
+                fresh[f.attname] = default
+            else:
+                fixed[f.attname] = default
+        _DEFAULTS = fixed, fresh
+    fixed, fresh = _DEFAULTS
     job = Job.__new__(Job)
     job._state = ModelState()
     state = job.__dict__
-    for name, default in _DEFAULTS.items():
-        state[name] = default() if callable(default) else (
-            default.copy() if isinstance(default, (dict, list)) else default)
+    state.update(fixed)
+    for name, default in fresh.items():
+        state[name] = default() if callable(default) else default.copy()
     state.update(values)
     return job
 
@@ -236,19 +246,20 @@ def _build(path: str, defaults: Mapping[str, Any], args: Any,
     """The job of worker ``path`` from its (validated) class ``defaults`` and ``options``,
     before features complete it and its unique key is set."""
     merged = {**defaults, **options}
-    if not isinstance(args, Mapping):
+    if type(args) is not dict and not isinstance(args, Mapping):
         raise InvalidJobError(f"args must be a dict, not {type(args).__name__}")
     meta = options.get("meta", {})
-    if not isinstance(meta, Mapping):
+    if type(meta) is not dict and not isinstance(meta, Mapping):
         raise InvalidJobError(f"meta must be a dict, not {type(meta).__name__}")
-    args = round_trip(dict(args), "args") if args else {}
-    meta = round_trip(dict(meta), "meta") if meta else {}
+    # round_trip returns a new dict whatever it is given: a dict needs no copy first.
+    args = round_trip(args if type(args) is dict else dict(args), "args") if args else {}
+    meta = round_trip(meta if type(meta) is dict else dict(meta), "meta") if meta else {}
     queue = validate_queue(merged["queue"])
     unique = parse_unique(merged["unique"]) if "unique" in options else merged["unique"]
     replace = parse_replace(merged["replace"]) if "replace" in options else merged["replace"]
 
     now = timezone.now()
-    at = scheduled_time(options, now)
+    at = scheduled_time(options, now) if options else None
     job = _unsaved_job(
         state=JobState.SCHEDULED if at is not None and at > now else JobState.AVAILABLE,
         queue=queue,

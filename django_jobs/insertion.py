@@ -19,6 +19,12 @@ from .exceptions import InvalidJobError, JobsError
 from .models import STATE_BITS, Job
 from .unique import UniqueSpec
 
+#: FRESH_JOB split for the bulk loop: the values set as they are, and the names that get a new
+#: empty list each.
+_FRESH_FIXED = {name: value for name, value in FRESH_JOB.items() if value != []}
+_FRESH_LISTS = tuple(name for name, value in FRESH_JOB.items() if value == [])
+assert all(value is None or type(value) is int for value in _FRESH_FIXED.values())
+
 #: Rounds of "insert, else look at the holder" before a unique insert gives up. Each round
 #: means another writer changed the slot between our two statements; a handful is plenty.
 UNIQUE_ROUNDS = 10
@@ -55,21 +61,31 @@ def insert_all(jobs: Iterable[Job], *, using: str | None = None) -> list[Job]:
         engine.insert_jobs(jobs)
         return jobs
     now = timezone.now()
+    plain: list[Job] = []
+    slot_takers: list[Job] = []
+    duplicate_checks: list[Job] = []
     for job in jobs:
-        for name, value in FRESH_JOB.items():
-            setattr(job, name, [] if value == [] else value)
-        job.inserted_at = now
-        if getattr(job, "_scheduled_now", False):
-            job.scheduled_at = now
-    plain = [job for job in jobs if job.unique_key is None]
-    # A unique job starting in one of its unique states takes the slot; one starting outside
-    # them (say, available with states "scheduled") only looks for a duplicate holder.
+        # FRESH_JOB's values, a new list for each list (one dict update: this loop runs for
+        # every job of a bulk insert).
+        state = job.__dict__
+        state.update(_FRESH_FIXED)
+        for name in _FRESH_LISTS:
+            state[name] = []
+        state["inserted_at"] = now
+        if state.get("_scheduled_now", False):
+            state["scheduled_at"] = now
+        # A unique job starting in one of its unique states takes the slot; one starting
+        # outside them (say, available with states "scheduled") only looks for a duplicate
+        # holder.
+        if job.unique_key is None:
+            plain.append(job)
+        elif job.unique_states & STATE_BITS[job.state]:
+            slot_takers.append(job)
+        else:
+            duplicate_checks.append(job)
     # Sorted by key: concurrent insert_all calls then wait on each other's keys in one order,
     # never in a cycle (which PostgreSQL would end with a deadlock error).
-    slot_takers = sorted((job for job in jobs if job.unique_key is not None
-                     and job.unique_states & STATE_BITS[job.state]), key=lambda j: j.unique_key)
-    duplicate_checks = [job for job in jobs if job.unique_key is not None
-               and not job.unique_states & STATE_BITS[job.state]]
+    slot_takers.sort(key=lambda j: j.unique_key)
     results = {id(job): job for job in jobs}
     watchers = _watchers(jobs, "inserted")
     before = _watchers(jobs, "inserting")
@@ -111,8 +127,17 @@ def _watchers(jobs: list[Job], method: str) -> dict:
     if not features.any_implements(method):
         return {}
     watchers: dict = {}
+    # A job with an empty meta has its worker's features: looked up once per worker.
+    by_worker: dict[str, tuple] = {}
     for job in jobs:
-        for feature in features.implementing_for_job(job.worker, job.meta, method):
+        if job.meta:
+            found = features.implementing_for_job(job.worker, job.meta, method)
+        else:
+            found = by_worker.get(job.worker)
+            if found is None:
+                found = by_worker[job.worker] = features.implementing_for_job(job.worker, None,
+                                                                              method)
+        for feature in found:
             watchers.setdefault(feature, []).append(job)
     return watchers
 

@@ -21,6 +21,8 @@ import math
 import uuid
 from typing import Any
 
+from json.encoder import c_make_encoder, encode_basestring_ascii
+
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.functional import Promise
 
@@ -36,12 +38,48 @@ _encoder = DjangoJSONEncoder(allow_nan=False, separators=(",", ":"))
 #: How deep args and meta may nest (a dict or list inside another counts one level).
 MAX_DEPTH = 100
 
+#: The C encoder ``_encoder.encode`` builds on every call, built once (half the cost of a
+#: small dict's encoding was making it). Without the circular-reference markers: a cycle ends
+#: in RecursionError, and ``dumps`` then asks ``_encoder`` for the proper error.
+_c_encode = (c_make_encoder(None, _encoder.default, encode_basestring_ascii, None, ":", ",",
+                            False, False, False) if c_make_encoder is not None else None)
+
 
 def dumps(value: Any) -> str:
     """Encode ``value`` compactly; raises ``TypeError``/``ValueError`` like ``json.dumps``."""
     if not value and isinstance(value, (dict, list)):
         return "{}" if isinstance(value, dict) else "[]"
+    if _c_encode is not None and isinstance(value, (dict, list)):
+        try:
+            return "".join(_c_encode(value, 0))
+        except (RecursionError, TypeError, ValueError):
+            pass  # the full encoder below raises the error it should
     return _encoder.encode(value)
+
+
+def _flat_copy(value: dict) -> dict | None:
+    """A copy of ``value`` if a JSON round trip would give it back unchanged: ASCII string
+    keys, and values of exactly str (ASCII, without NUL), int (below 2**53), bool or None.
+    None otherwise:
+    nested containers, floats (read back as the databases give them), other text (a lone
+    surrogate must be refused), dates, subclasses... take the full round trip."""
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii() or "\x00" in key:
+            return None
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() or "\x00" in item:
+                return None
+        elif kind is int:
+            if not -_FLAT_INT < item < _FLAT_INT:  # huge ones: the round trip judges them
+                return None
+        elif not (kind is bool or item is None):
+            return None
+    return dict(value)
+
+
+#: Integers of flat args copied as they are: any float reads them back exactly.
+_FLAT_INT = 2 ** 53
 
 
 def round_trip(value: Any, what: str) -> Any:
@@ -50,7 +88,14 @@ def round_trip(value: Any, what: str) -> Any:
     Raises :class:`InvalidJobError` naming the first value that JSON cannot hold, with its path
     (``args['user']['tags'][2]``) and type, when ``value`` is not serialisable; and when it
     holds a NUL character or a lone surrogate, or nests deeper than :data:`MAX_DEPTH`.
+
+    A flat dict of plain values (the usual job args) is copied without encoding: the round
+    trip would return it unchanged.
     """
+    if type(value) is dict:
+        copy = _flat_copy(value)
+        if copy is not None:
+            return copy
     try:
         text = dumps(value)
         loaded = json.loads(text, parse_float=_parse_float)

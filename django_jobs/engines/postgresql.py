@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -28,6 +29,7 @@ _SQL_TYPES = {
     models.JSONField: "jsonb",
     models.DateTimeField: "timestamptz",
     models.PositiveSmallIntegerField: "int2",
+    models.SmallIntegerField: "int2",
 }
 
 #: FRESH_JOB as SQL literals.
@@ -35,6 +37,65 @@ FRESH_JOB_SQL = {"attempt": "0", "errors": "'[]'::jsonb", "attempted_by": "NULL"
                  "attempted_at": "NULL", "completed_at": "NULL", "cancelled_at": "NULL",
                  "discarded_at": "NULL"}
 assert FRESH_JOB_SQL.keys() == FRESH_JOB.keys()
+
+
+#: COPY's text format (the default): the characters a text value escapes with a backslash.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+#: Rows per write to the COPY stream.
+_COPY_CHUNK = 1000
+#: The columns _copy_lines writes, in the order of Engine.insert_fields (checked below).
+_COPY_FIELDS = ("state", "queue", "worker", "args", "meta", "tags", "errors", "attempt",
+                "max_attempts", "priority", "attempted_by", "inserted_at", "scheduled_at",
+                "attempted_at", "completed_at", "cancelled_at", "discarded_at", "unique_key",
+                "unique_states")
+assert set(FRESH_JOB) <= set(_COPY_FIELDS)
+
+
+def _copy_lines(ids: Sequence[int], jobs: Sequence[Job]) -> list[str]:
+    """The COPY text lines of ``jobs`` (with ``ids``), columns in ``_COPY_FIELDS`` order.
+
+    Written out in Python rather than through psycopg's per-value adapters: most values of a
+    bulk insert repeat (state, queue, worker, the two timestamps), so each distinct one is
+    escaped once; the FRESH_JOB columns are literals, as in the single-row insert. Raises
+    TypeError or ValueError for a value of an unexpected type (the caller then lets psycopg
+    adapt the rows).
+    """
+    text: dict[Any, str] = {None: "\\N"}  # value -> its COPY text, for repeated values
+
+    def escaped(value: str) -> str:
+        if type(value) is not str and not isinstance(value, str):
+            raise TypeError(value)
+        found = text[value] = str(value).translate(_COPY_ESCAPES)
+        return found
+
+    def moment(value: Any) -> str:
+        if not isinstance(value, datetime.datetime):
+            raise TypeError(value)
+        found = text[value] = value.isoformat()
+        return found
+
+    def json_text(value: Any) -> str:
+        if value is None:
+            return "\\N"
+        encoded = dumps(value)
+        return encoded.replace("\\", "\\\\") if "\\" in encoded else encoded
+
+    lines = []
+    get = text.get
+    for pk, job in zip(ids, jobs, strict=True):
+        d = job.__dict__
+        state, queue, worker, inserted_at, scheduled_at, unique_key = (
+            d["state"], d["queue"], d["worker"], d["inserted_at"], d["scheduled_at"],
+            d["unique_key"])
+        lines.append(
+            f"{pk:d}\t{get(state) or escaped(state)}\t{get(queue) or escaped(queue)}\t"
+            f"{get(worker) or escaped(worker)}\t{json_text(d['args'])}\t"
+            f"{json_text(d['meta'])}\t{json_text(d['tags'])}\t[]\t0\t"
+            f"{d['max_attempts']:d}\t{d['priority']:d}\t\\N\t"
+            f"{get(inserted_at) or moment(inserted_at)}\t"
+            f"{get(scheduled_at) or moment(scheduled_at)}\t\\N\t\\N\t\\N\t\\N\t"
+            f"{get(unique_key) or escaped(unique_key)}\t{d['unique_states']:d}\n")
+    return lines
 
 
 class PostgreSQLEngine(Engine):
@@ -132,6 +193,11 @@ class PostgreSQLEngine(Engine):
                 row[i] = dumps(row[i])
         return row
 
+    @cached_property
+    def _copy_lines_fit(self) -> bool:
+        """Whether _copy_lines writes this model's insert columns (in this order)."""
+        return tuple(f.attname for f in self.insert_fields) == _COPY_FIELDS
+
     def _copy(self, cursor: psycopg.Cursor, jobs: Sequence[Job]) -> None:
         # Draw the ids from the identity sequence in one round trip, then COPY the rows with
         # them. Callers run this inside a transaction (insert_all), so a failed COPY leaves
@@ -139,9 +205,19 @@ class PostgreSQLEngine(Engine):
         cursor.execute("SELECT nextval(pg_get_serial_sequence('django_jobs_job', 'id')) "
                        "FROM generate_series(1, %s)", [len(jobs)])
         ids = [row[0] for row in cursor.fetchall()]
+        lines = None
+        if self._copy_lines_fit:
+            try:
+                lines = _copy_lines(ids, jobs)
+            except (TypeError, ValueError, KeyError):
+                pass  # a value the text writer does not know: psycopg's adapters take it
         with cursor.copy(f'COPY "django_jobs_job" (id, {self._columns_sql}) FROM STDIN') as copy:
-            for row in zip(ids, *self._columns(jobs), strict=True):
-                copy.write_row(row)
+            if lines is not None:
+                for start in range(0, len(lines), _COPY_CHUNK):
+                    copy.write("".join(lines[start:start + _COPY_CHUNK]))
+            else:
+                for row in zip(ids, *self._columns(jobs), strict=True):
+                    copy.write_row(row)
         self._assign_ids(jobs, [(pk,) for pk in ids], False)
 
     def _columns(self, jobs: Sequence[Job]) -> list[list]:

@@ -136,9 +136,12 @@ class Job(models.Model):
     tags = models.JSONField(default=list)
     errors = models.JSONField(
         default=list, help_text='One {"at", "attempt", "error"} entry per failed attempt.')
-    attempt = models.PositiveSmallIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=20)
-    priority = models.PositiveSmallIntegerField(default=0, help_text="0 is the highest.")
+    # Plain smallints: the ranges are the table's own check constraints below (a
+    # PositiveSmallIntegerField would add a second check per column, which every insert
+    # evaluates: bench/README.md, "Where an enqueue's time goes").
+    attempt = models.SmallIntegerField(default=0)
+    max_attempts = models.SmallIntegerField(default=20)
+    priority = models.SmallIntegerField(default=0, help_text="0 is the highest.")
     attempted_by = models.JSONField(
         null=True, blank=True, help_text="[node, producer id] of the last attempt.")
     inserted_at = models.DateTimeField(default=timezone.now)
@@ -153,7 +156,7 @@ class Job(models.Model):
     # unique index on it makes the guarantee hold under concurrent inserts on every engine.
     unique_key = models.CharField(  # noqa: DJ001 (NULL: not unique, never clashes)
         max_length=64, null=True, blank=True, editable=False)
-    unique_states = models.PositiveSmallIntegerField(default=0, editable=False)
+    unique_states = models.SmallIntegerField(default=0, editable=False)
     unique_slot = models.GeneratedField(
         expression=Case(
             When(GreaterThan(F("unique_states").bitand(_state_bit()), 0), then=F("unique_key")),
