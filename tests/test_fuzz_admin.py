@@ -11,8 +11,10 @@ from django.contrib.auth.models import User
 from django.db.models import JSONField, Value
 from django.urls import reverse
 from hypothesis import example, given, strategies as st
+from django.test import TestCase as DjangoTestCase
 from hypothesis.extra.django import TestCase
 
+from django_jobs.admin import register_panel, unregister_panel
 from django_jobs.models import Job
 
 from .admin_workers import MailWorker, ReportWorker, make_job
@@ -138,3 +140,23 @@ class OddRowPageTests(TestCase):
         page = reverse("admin:django_jobs_job_change", args=[job.pk])
         self.assertEqual(self.client.get(page).status_code, 200)
         self.assertEqual(self.client.get(CHANGELIST).status_code, 200)
+
+
+class BrokenPanelTests(DjangoTestCase):
+    def test_a_panel_that_raises_or_lacks_its_template_shows_its_error(self):
+        def raising(request, job):
+            raise RuntimeError("panel bug")
+
+        register_panel("raising", title="Raising", template="admin/django_jobs/panels/json.html",
+                       context=raising)
+        register_panel("missing", title="Missing", template="myapp/no_such_panel.html")
+        self.addCleanup(unregister_panel, "raising")
+        self.addCleanup(unregister_panel, "missing")
+        self.client.force_login(superuser())
+        job = make_job(MailWorker, {"email": "x@example.com"})
+        with self.assertLogs("django_jobs.admin", "ERROR"):
+            response = self.client.get(reverse("admin:django_jobs_job_change", args=[job.pk]))
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "This panel could not be shown: RuntimeError: panel bug")
+        self.assertContains(response, "This panel could not be shown: TemplateDoesNotExist")
+        self.assertContains(response, "x@example.com")  # the other panels are there

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.template.loader import get_template
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils import timezone
@@ -81,12 +82,14 @@ class RenderedPanel:
 
 def panels_for(request, job) -> list[RenderedPanel]:
     """The panels to show for ``job``, each with its context. A panel whose context raises
-    (a row no API writes, a third-party panel's bug) shows the error instead of breaking the
-    page."""
+    (a row no API writes, a third-party panel's bug) or whose template does not exist shows
+    the error instead of breaking the page."""
     shown = []
     for panel in registered_panels():
         try:
             context = panel.context(request, job)
+            if context is not None:
+                get_template(panel.template)  # cached by the template loaders
         except Exception as exc:
             logger.exception("panel %r of job %s failed", panel.name, job.pk)
             shown.append(RenderedPanel(panel.name, panel.title, BROKEN_PANEL,
