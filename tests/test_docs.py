@@ -76,6 +76,8 @@ from django.core import checks
 from django.db import transaction
 from django.test import TransactionTestCase, override_settings
 
+from django_jobs.admin.panels import registered_panels, unregister_panel
+from django_jobs.plugins.base import connected_plugins
 from django_jobs import features, registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -422,6 +424,10 @@ def run_page(page: Page) -> int:
     here; return how many ran."""
     runner = PageRun(page)
     ran = 0
+    # What a page connects for the whole process (a leader plugin, an admin panel) is for that
+    # page only: later tests must not run it.
+    plugins_before = {plugin.name for plugin in connected_plugins()}
+    panels_before = {panel.name for panel in registered_panels()}
     try:
         # The blocks' rows are rolled back before the page's test classes run: a test starts
         # from an empty table, as in a real project.
@@ -440,6 +446,12 @@ def run_page(page: Page) -> int:
         raise
     finally:
         runner.cleanup()
+        for plugin in connected_plugins():  # (built-in ones are rebuilt with new settings)
+            if plugin.name not in plugins_before:
+                plugin.disconnect()
+        for panel in registered_panels():
+            if panel.name not in panels_before:
+                unregister_panel(panel.name)
     return ran
 
 
