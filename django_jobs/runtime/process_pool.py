@@ -31,9 +31,11 @@ from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..exceptions import WorkerNotImportable
+from ..execution.attempts import errors_of
 from ..execution.executor import failed, put_back
 from ..execution.interrupt import (CancelledAtDeadline, JobCancelled, JobInterrupted, JobTimeout,
                                    NodeShutdown, Running, on_interrupt)
+from ..models import JobState, error_entry
 from ..outcome import Outcome
 from ..registry import resolve_worker
 from . import wire
@@ -199,9 +201,9 @@ class ProcessPool:
         if kind is not None and issubclass(kind, JobCancelled):
             reason = ("Cancelled at its deadline." if issubclass(kind, CancelledAtDeadline)
                       else "Cancelled while executing.")
-            return Outcome(job.pk, "cancelled", now, {"errors": [*job.errors, {
-                "at": now.isoformat(), "attempt": job.attempt,
-                "error": f"{reason} (its job process was killed)"}]}, job)
+            return Outcome(job.pk, JobState.CANCELLED, now, {"errors": [
+                *errors_of(job, now),
+                error_entry(job.attempt, now, f"{reason} (its job process was killed)")]}, job)
         if kind is not None:
             return failed(job, f"JobTimeout: {job.worker} ran longer than its timeout of "
                                f"{running.timeout} s (its job process was killed)")
